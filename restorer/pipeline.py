@@ -1,0 +1,191 @@
+"""Running a plan over a photo, keeping every intermediate."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from restorer.errors import RestorerError, StageError
+from restorer.imaging import validate_image, validate_mask
+from restorer.planner import AutoMethods, Plan, PlannedStage, plan_auto
+from restorer.registry import Registry
+from restorer.stages.base import ProgressFn, StageOutput, TriageResult, Work
+from restorer.tone import Tone, analyse_tone, apply_tone
+
+__all__ = ["StageRecord", "RestoreResult", "Pipeline", "PipelineProgress"]
+
+log = logging.getLogger(__name__)
+
+#: Overall progress: fraction of the whole run in [0, 1] and a description.
+PipelineProgress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class StageRecord:
+    """One stage as it ran: its output image or mask, seconds, and notes."""
+
+    id: str
+    kind: str
+    title: str
+    seconds: float
+    image: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """Everything a run produced.
+
+    ``image`` is the final float32 (H, W, 3) [0, 1] photo; ``mask`` the bool (H, W) defect mask
+    used for inpainting (None when nothing was inpainted); ``detected_mask`` what detection
+    found (it may be unused when triage calls the photo clean).
+    """
+
+    input: np.ndarray
+    image: np.ndarray
+    mask: np.ndarray | None
+    detected_mask: np.ndarray | None
+    triage: TriageResult | None
+    plan: Plan
+    stages: tuple[StageRecord, ...]
+    weights: Mapping[str, str]
+    tone: Tone
+    message: str
+
+    @property
+    def timings(self) -> dict[str, float]:
+        """Seconds per stage id, in run order."""
+        return {r.id: r.seconds for r in self.stages}
+
+    def report(self) -> dict[str, Any]:
+        """A JSON-ready summary: labels, stages, seconds, weight versions."""
+        return {
+            "labels": dict(self.triage.confidences) if self.triage else None,
+            "label": self.triage.label if self.triage else None,
+            "triage_method": self.triage.method if self.triage else None,
+            "triage_scores": dict(self.triage.scores) if self.triage else None,
+            "plan": list(self.plan.ids),
+            "plan_reason": self.plan.reason,
+            "stages": [{"id": r.id, "kind": r.kind, "seconds": round(r.seconds, 4),
+                        "info": dict(r.info)} for r in self.stages],
+            "seconds_total": round(sum(r.seconds for r in self.stages), 4),
+            "weights": dict(self.weights),
+            "tone": self.tone.kind,
+            "defect_fraction": float(self.mask.mean()) if self.mask is not None else 0.0,
+            "size": [int(self.image.shape[1]), int(self.image.shape[0])],
+            "message": self.message,
+        }
+
+
+class Pipeline:
+    """Runs stages from a Registry. Stages are built once and reused across runs.
+
+    ``triage_id``/``detect_id`` pick the triage and the detector it relies on; ``auto`` the
+    stages Auto mode uses; ``weight_versions`` maps manifest ids to the version string recorded
+    in results.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        triage_id: str = "triage.heuristic",
+        auto: AutoMethods = AutoMethods(),
+        weight_versions: Mapping[str, str] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.triage_id = triage_id
+        self.auto = auto
+        self._weight_versions = dict(weight_versions or {})
+
+    def run(
+        self,
+        image: np.ndarray,
+        plan: Plan | None = None,
+        *,
+        mask: np.ndarray | None = None,
+        progress: PipelineProgress | None = None,
+    ) -> RestoreResult:
+        """Restore float32 (H, W, 3) [0, 1] ``image``.
+
+        ``plan`` None is Auto mode: triage decides. A user ``mask`` (bool (H, W)) replaces
+        detection. Raises StageError naming the stage that failed.
+        """
+        validate_image(image)
+        if mask is not None:
+            validate_mask(mask, image.shape[:2])
+        report = progress or (lambda fraction, text: None)
+        records: list[StageRecord] = []
+        work = Work(image=image, mask=mask)
+        tone = analyse_tone(image)
+
+        triage_spec = self.registry.spec(self.triage_id)
+        if "mask" in triage_spec.requires and work.mask is None:
+            detect = PlannedStage(self.auto.detect)
+            work = self._run_stage(detect, work, records, report, 0.0, 0.2)
+        work = self._run_stage(PlannedStage(self.triage_id), work, records, report, 0.2, 0.3)
+        detected = None if mask is not None else work.mask
+        if plan is None:
+            plan = plan_auto(work.triage, self.auto)
+        ran_ids = {r.id for r in records}
+        todo = [s for s in plan.stages if not (s.id in ran_ids and not s.options)]
+        if not any("mask" in self.registry.spec(s.id).requires for s in plan.stages):
+            work = Work(image=work.image, mask=None, triage=work.triage)
+        for index, stage in enumerate(todo):
+            start = 0.3 + 0.7 * index / len(todo)
+            work = self._run_stage(stage, work, records, report, start, 0.7 / len(todo))
+        final = work.image
+        if tone.kind != "colour" and final is not image:
+            changed = np.abs(final - image).max(axis=2) > 1.0 / 512.0
+            final = np.where(changed[..., None], apply_tone(final, tone), final)
+        report(1.0, "done")
+        weights = {w: self._weight_versions.get(w, "unversioned")
+                   for r in records for w in self.registry.spec(r.id).weights}
+        return RestoreResult(
+            input=image, image=final, mask=work.mask, detected_mask=detected,
+            triage=work.triage, plan=plan, stages=tuple(records), weights=weights, tone=tone,
+            message=plan.reason,
+        )
+
+    def _run_stage(
+        self,
+        planned: PlannedStage,
+        work: Work,
+        records: list[StageRecord],
+        report: PipelineProgress,
+        start: float,
+        span: float,
+    ) -> Work:
+        spec = self.registry.spec(planned.id)
+        options = {**spec.options, **planned.options}
+
+        def stage_progress(fraction: float, text: str) -> None:
+            report(start + span * min(max(fraction, 0.0), 1.0), f"{spec.title}: {text}")
+
+        stage_progress(0.0, "starting")
+        began = time.perf_counter()
+        try:
+            stage = self.registry.build(planned.id)
+            output: StageOutput = stage.run(work, options, stage_progress)
+        except RestorerError:
+            raise
+        except MemoryError:
+            raise StageError(spec.id, "out of memory: try a smaller photo") from None
+        except Exception as exc:  # a bug or a library failure inside one stage
+            log.exception("stage %s failed", spec.id)
+            raise StageError(spec.id, f"{type(exc).__name__}: {exc}") from exc
+        seconds = time.perf_counter() - began
+        log.info("stage %s took %.3f s", spec.id, seconds)
+        records.append(StageRecord(id=spec.id, kind=spec.kind.value, title=spec.title,
+                                   seconds=seconds, image=output.image, mask=output.mask,
+                                   info=dict(output.info)))
+        return Work(
+            image=work.image if output.image is None else output.image,
+            mask=work.mask if output.mask is None else output.mask,
+            triage=work.triage if output.triage is None else output.triage,
+        )

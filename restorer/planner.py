@@ -1,0 +1,103 @@
+"""Which stages run, decided by pure functions of their inputs.
+
+``plan_auto`` turns a triage into a plan; ``plan_manual`` validates a user's choice. Both refuse
+impossible requests with a PlanError that says why. The run order is fixed by stage kind:
+detect, inpaint, deblur, face (inpainting before face restoration measured better).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+from restorer.errors import PlanError
+from restorer.stages.base import StageKind, StageSpec, TriageResult
+
+__all__ = ["PlannedStage", "Plan", "AutoMethods", "plan_auto", "plan_manual"]
+
+
+@dataclass(frozen=True)
+class PlannedStage:
+    """One stage to run, with option overrides (merged over the spec's defaults)."""
+
+    id: str
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Stages in run order, and a sentence saying why."""
+
+    stages: tuple[PlannedStage, ...]
+    reason: str
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """The stage ids in order."""
+        return tuple(s.id for s in self.stages)
+
+
+@dataclass(frozen=True)
+class AutoMethods:
+    """The stage Auto mode uses for each kind; None means that kind is skipped."""
+
+    detect: str = "detect.morph"
+    inpaint: str = "inpaint.telea"
+    deblur: str | None = "deblur.rl"
+    face: str | None = None
+
+
+def plan_auto(triage: TriageResult, methods: AutoMethods = AutoMethods()) -> Plan:
+    """Plan from ``triage``: cracked -> detect + inpaint; blurred -> deblur (+ face)."""
+    stages: list[PlannedStage] = []
+    if triage.cracked:
+        stages += [PlannedStage(methods.detect), PlannedStage(methods.inpaint)]
+    if triage.blurred:
+        stages += [PlannedStage(s) for s in (methods.deblur, methods.face) if s is not None]
+    if not stages:
+        return Plan((), "the photo looks clean: nothing to repair (choose stages in Manual mode "
+                        "to force them)")
+    found = " and ".join(w for w, flag in (("cracks", triage.cracked), ("blur", triage.blurred))
+                         if flag)
+    return Plan(tuple(stages), f"triage found {found}")
+
+
+def plan_manual(
+    stages: Sequence[PlannedStage | str],
+    specs: Mapping[str, StageSpec],
+    *,
+    has_mask: bool = False,
+) -> Plan:
+    """Validate the user's ordered ``stages`` against ``specs`` (id -> spec).
+
+    Refuses unknown ids, two stages of one kind, kinds out of order (e.g. deblur before
+    inpaint), and inpainting with no mask (neither a detect stage nor a user mask).
+    """
+    planned = [s if isinstance(s, PlannedStage) else PlannedStage(s) for s in stages]
+    if not planned:
+        raise PlanError("no stage chosen: tick at least one of detect, inpaint, deblur")
+    mask_ready = has_mask
+    previous: StageSpec | None = None
+    for stage in planned:
+        spec = specs.get(stage.id)
+        if spec is None:
+            raise PlanError(f"unknown stage '{stage.id}'; known stages: {', '.join(specs)}")
+        if spec.kind == StageKind.TRIAGE:
+            raise PlanError("triage always runs first on its own; do not list it as a stage")
+        unknown = set(stage.options) - set(spec.options)
+        if unknown:
+            raise PlanError(f"stage '{spec.id}' has no option(s) {', '.join(sorted(unknown))}; "
+                            f"it accepts: {', '.join(spec.options) or 'none'}")
+        if previous is not None:
+            if spec.kind == previous.kind:
+                raise PlanError(f"two {spec.kind.value} stages chosen ('{previous.id}' and "
+                                f"'{spec.id}'): pick one")
+            if spec.kind.rank < previous.kind.rank:
+                raise PlanError(f"'{spec.id}' cannot run after '{previous.id}': {spec.kind.value} "
+                                f"must come before {previous.kind.value}")
+        if "mask" in spec.requires and not mask_ready:
+            raise PlanError(f"'{spec.id}' needs a defect mask: add a detect stage before it or "
+                            "provide a mask")
+        mask_ready = mask_ready or "mask" in spec.produces
+        previous = spec
+    return Plan(tuple(planned), "chosen by hand")

@@ -1,0 +1,102 @@
+"""The explicit list of stages, and lazy, thread-safe construction of them.
+
+Nothing registers itself on import: ``default_registry`` is one literal list. Listing specs
+loads nothing; ``build`` constructs a stage once (loading any model) and keeps it.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Callable, Iterable
+
+from restorer.errors import PlanError, StageUnavailableError
+from restorer.stages.base import Stage, StageKind, StageSpec
+from restorer.stages.deblur import RichardsonLucyDeblur
+from restorer.stages.detect import MorphologicalDetector
+from restorer.stages.inpaint import BiharmonicInpainter, NavierStokesInpainter, TeleaInpainter
+from restorer.stages.triage import HeuristicTriage
+
+__all__ = ["StageEntry", "Registry", "default_registry"]
+
+#: Tells whether a manifest weight id is present and verified locally (never downloads).
+WeightCheck = Callable[[str], bool]
+
+
+@dataclass(frozen=True)
+class StageEntry:
+    """How to build one stage: its spec and a factory called at most once."""
+
+    spec: StageSpec
+    factory: Callable[[], Stage]
+
+
+class Registry:
+    """Stages by id. Duplicate ids raise; adding is all-or-nothing."""
+
+    def __init__(self, entries: Iterable[StageEntry], *, weight_check: WeightCheck | None = None):
+        by_id: dict[str, StageEntry] = {}
+        for entry in entries:
+            if entry.spec.id in by_id:
+                raise ValueError(f"stage id '{entry.spec.id}' is registered twice")
+            by_id[entry.spec.id] = entry
+        self._entries = by_id
+        self._weight_check = weight_check
+        self._built: dict[str, Stage] = {}
+        self._lock = threading.Lock()
+
+    def specs(self, kind: StageKind | None = None) -> list[StageSpec]:
+        """All specs (of one ``kind``), in registration order."""
+        return [e.spec for e in self._entries.values() if kind is None or e.spec.kind == kind]
+
+    def spec(self, stage_id: str) -> StageSpec:
+        """The spec of ``stage_id``; PlanError naming the known ids if there is none."""
+        entry = self._entries.get(stage_id)
+        if entry is None:
+            raise PlanError(
+                f"unknown stage '{stage_id}'; known stages: {', '.join(self._entries)}"
+            )
+        return entry.spec
+
+    def missing_weights(self, stage_id: str) -> list[str]:
+        """Manifest ids the stage needs that are not present and verified locally."""
+        spec = self.spec(stage_id)
+        if not spec.weights:
+            return []
+        if self._weight_check is None:
+            return list(spec.weights)
+        return [w for w in spec.weights if not self._weight_check(w)]
+
+    def is_available(self, stage_id: str) -> bool:
+        """True when the stage can be built now without any download."""
+        return not self.missing_weights(stage_id)
+
+    def build(self, stage_id: str) -> Stage:
+        """The stage instance for ``stage_id``, constructed on first use and kept."""
+        with self._lock:
+            stage = self._built.get(stage_id)
+            if stage is not None:
+                return stage
+            missing = self.missing_weights(stage_id)
+            if missing:
+                raise StageUnavailableError(
+                    f"stage '{stage_id}' needs weights that are not available here: "
+                    f"{', '.join(missing)}; fetch them with "
+                    f"'python -m restorer weights pull {' '.join(missing)}'"
+                )
+            stage = self._entries[stage_id].factory()
+            self._built[stage_id] = stage
+            return stage
+
+
+def default_registry(*, weight_check: WeightCheck | None = None) -> Registry:
+    """The stages restorer ships, as one explicit list."""
+    entries = [
+        StageEntry(HeuristicTriage.spec, HeuristicTriage),
+        StageEntry(MorphologicalDetector.spec, MorphologicalDetector),
+        StageEntry(NavierStokesInpainter.spec, NavierStokesInpainter),
+        StageEntry(TeleaInpainter.spec, TeleaInpainter),
+        StageEntry(BiharmonicInpainter.spec, BiharmonicInpainter),
+        StageEntry(RichardsonLucyDeblur.spec, RichardsonLucyDeblur),
+    ]
+    return Registry(entries, weight_check=weight_check)

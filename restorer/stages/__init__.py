@@ -1,0 +1,1 @@
+"""Stage implementations; the pipeline reaches them through the registry."""

@@ -1,0 +1,115 @@
+"""Whole-image classical deblur: blind Gaussian PSF estimate + Richardson-Lucy, halo-free.
+
+1. The blur is estimated from edges (re-blur gradient ratio, Zhuo and Sim 2011): at an edge
+   blurred by a Gaussian of sigma s, re-blurring with s0 divides the gradient by
+   R = sqrt(s^2 + s0^2) / s, so s = s0 / sqrt(R^2 - 1). The median over strong edges is robust.
+2. Richardson-Lucy deconvolution of the luminance with that Gaussian (separable, so each
+   iteration is two OpenCV Gaussian blurs: fast on a 24 MP scan).
+3. Over- and undershoot are clamped to the local range of the blurred input (no halos), and the
+   change is damped where the photo is flat (grain is not amplified). Chroma is untouched, so
+   grayscale and toned photos keep their tone.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Mapping
+
+import cv2
+import numpy as np
+
+from restorer.ops import luminance
+from restorer.stages.base import ProgressFn, StageKind, StageOutput, StageSpec, Work
+
+__all__ = ["estimate_blur_sigma", "estimate_noise", "richardson_lucy_gaussian", "deblur", "RichardsonLucyDeblur"]
+
+_S0 = 1.0
+
+
+def estimate_blur_sigma(luma: np.ndarray) -> float:
+    """Gaussian blur sigma (pixels) of float32 (H, W) ``luma`` in [0, 1]; 0 when sharp."""
+    edges = cv2.Canny(np.clip(luma * 255.0 + 0.5, 0, 255).astype(np.uint8), 30, 90,
+                      L2gradient=True) > 0
+    if edges.sum() < 50:
+        return 0.0
+    grad = _gradient(luma)
+    grad_reblur = _gradient(cv2.GaussianBlur(luma, (0, 0), _S0))
+    ratio = grad[edges] / np.maximum(grad_reblur[edges], 1e-6)
+    ratio = ratio[(ratio > 1.01) & (grad[edges] > 0.02)]
+    if ratio.size < 50:
+        return 0.0
+    sigma = _S0 / np.sqrt(np.square(ratio) - 1.0)
+    return float(np.clip(np.median(sigma), 0.0, 8.0))
+
+
+def estimate_noise(luma: np.ndarray) -> float:
+    """Standard deviation of white noise in float32 (H, W) ``luma`` (Immerkaer 1996, robust).
+
+    The 3x3 kernel cancels planes and ramps; the median of its absolute response over a
+    Gaussian scales to sigma (the kernel's L2 norm is 6).
+    """
+    kernel = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], np.float32)
+    response = cv2.filter2D(luma, cv2.CV_32F, kernel)[1:-1, 1:-1]
+    return float(np.median(np.abs(response)) * 1.4826 / 6.0)
+
+
+def _gradient(luma: np.ndarray) -> np.ndarray:
+    gx = cv2.Sobel(luma, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(luma, cv2.CV_32F, 0, 1, ksize=3)
+    return np.sqrt(gx * gx + gy * gy) / 8.0
+
+
+def richardson_lucy_gaussian(luma: np.ndarray, sigma: float, iterations: int) -> np.ndarray:
+    """Richardson-Lucy deconvolution of float32 (H, W) ``luma`` by a Gaussian of ``sigma``."""
+    eps = 1e-4
+    observed = luma + eps
+    estimate = observed.copy()
+    for _ in range(iterations):
+        reblurred = cv2.GaussianBlur(estimate, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+        ratio = observed / np.maximum(reblurred, eps)
+        estimate *= cv2.GaussianBlur(ratio, (0, 0), sigma, borderType=cv2.BORDER_REFLECT)
+    return estimate - eps
+
+
+def deblur(
+    image: np.ndarray, *, sigma: float | None = None, strength: float = 1.0, iterations: int = 12
+) -> tuple[np.ndarray, float]:
+    """Deblur float (H, W, 3) [0, 1] ``image``; returns (image, sigma used).
+
+    ``sigma`` None estimates it; ``strength`` in [0, 1] scales the correction.
+    Sigma below 0.5 px is treated as sharp: the image is returned unchanged.
+    """
+    luma = luminance(image)
+    used = estimate_blur_sigma(luma) if sigma is None else float(sigma)
+    if used < 0.5 or strength <= 0.0:
+        return image, used
+    sharp = richardson_lucy_gaussian(luma, used, iterations)
+    radius = max(1, int(np.ceil(2.0 * used)))
+    kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * radius + 1,) * 2)
+    sharp = np.clip(sharp, cv2.erode(luma, kernel), cv2.dilate(luma, kernel))
+    # Damp the change where the neighbourhood is flat compared with the noise level.
+    noise = estimate_noise(luma)
+    local_std = np.sqrt(np.maximum(
+        cv2.GaussianBlur(luma * luma, (0, 0), 2.0) - cv2.GaussianBlur(luma, (0, 0), 2.0) ** 2, 0.0))
+    weight = np.clip((local_std - 2.0 * noise) / (4.0 * noise + 1e-3), 0.0, 1.0)
+    delta = (sharp - luma) * weight * float(np.clip(strength, 0.0, 1.0))
+    out = np.clip(image + delta[..., None], 0.0, 1.0).astype(np.float32)
+    return out, used
+
+
+class RichardsonLucyDeblur:
+    """Stage: blind Gaussian Richardson-Lucy deblur of the whole photo."""
+
+    spec: ClassVar[StageSpec] = StageSpec(
+        id="deblur.rl",
+        kind=StageKind.DEBLUR,
+        method="rl",
+        title="Richardson-Lucy (estimated Gaussian blur)",
+        description="Estimates the blur from edges and deconvolves the luminance without halos.",
+        options={"strength": 1.0, "sigma": None, "iterations": 12},
+    )
+
+    def run(self, work: Work, options: Mapping[str, Any], progress: ProgressFn) -> StageOutput:
+        progress(0.0, "estimating blur and deconvolving")
+        out, sigma = deblur(work.image, sigma=options["sigma"], strength=float(options["strength"]),
+                            iterations=int(options["iterations"]))
+        return StageOutput(image=out, info={"sigma": round(sigma, 3), "changed": out is not work.image})

@@ -1,0 +1,93 @@
+"""Heuristic triage: a blur score and a crack score mapped to the four damage labels.
+
+Stands in for the trained classifier behind the same interface. Blur is the Gaussian sigma
+estimated from edges on a view of fixed size (long side 1024 px), so a large sharp scan is not
+called blurred for its pixel-level softness; cracks are the density of the detected defect mask.
+Each score goes through a logistic curve to a probability; the four labels are the products of
+the two independent probabilities.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Mapping
+
+import cv2
+import numpy as np
+
+from restorer.errors import PlanError
+from restorer.ops import luminance
+from restorer.stages.base import (ProgressFn, StageKind, StageOutput, StageSpec, TriageResult,
+                                  Work)
+from restorer.stages.deblur import estimate_blur_sigma
+
+__all__ = ["HeuristicTriage", "triage_from_scores", "blur_sigma_at_view"]
+
+VIEW_SIDE = 1024
+
+
+def blur_sigma_at_view(image: np.ndarray, side: int = VIEW_SIDE) -> float:
+    """Estimated blur sigma of float (H, W, 3) ``image`` seen with its long side at ``side``."""
+    height, width = image.shape[:2]
+    scale = side / max(height, width)
+    luma = luminance(image)
+    if scale < 1.0:
+        luma = cv2.resize(luma, (round(width * scale), round(height * scale)),
+                          interpolation=cv2.INTER_AREA)
+    return estimate_blur_sigma(luma)
+
+
+def _logistic(value: float, centre: float, width: float) -> float:
+    return 1.0 / (1.0 + math.exp(-(value - centre) / width))
+
+
+def triage_from_scores(
+    blur_sigma: float,
+    defect_fraction: float,
+    *,
+    blur_centre: float = 1.3,
+    crack_centre: float = 0.003,
+) -> TriageResult:
+    """Map a blur sigma (px at the 1024 px view) and a defect fraction to a TriageResult."""
+    p_blur = _logistic(blur_sigma, blur_centre, 0.12)
+    p_crack = _logistic(math.log10(max(defect_fraction, 1e-6)), math.log10(crack_centre), 0.12)
+    confidences = {
+        "clean": (1 - p_blur) * (1 - p_crack),
+        "blurred": p_blur * (1 - p_crack),
+        "cracked": (1 - p_blur) * p_crack,
+        "blurred+cracked": p_blur * p_crack,
+    }
+    return TriageResult(
+        confidences=confidences,
+        blurred=p_blur >= 0.5,
+        cracked=p_crack >= 0.5,
+        method="heuristic",
+        scores={"blur_sigma": round(blur_sigma, 3), "defect_fraction": round(defect_fraction, 5)},
+    )
+
+
+class HeuristicTriage:
+    """Stage: blur and crack scores from measurements, no trained model."""
+
+    spec: ClassVar[StageSpec] = StageSpec(
+        id="triage.heuristic",
+        kind=StageKind.TRIAGE,
+        method="heuristic",
+        title="Heuristic triage",
+        description="Blur from edge widths, cracks from the detected defect density.",
+        requires=frozenset({"image", "mask"}),
+        produces=frozenset({"triage"}),
+        options={"blur_centre": 1.3, "crack_centre": 0.003},
+    )
+
+    def run(self, work: Work, options: Mapping[str, Any], progress: ProgressFn) -> StageOutput:
+        if work.mask is None:
+            raise PlanError("the heuristic triage needs a defect mask from the detect stage")
+        progress(0.0, "measuring blur and cracks")
+        result = triage_from_scores(
+            blur_sigma_at_view(work.image),
+            float(work.mask.mean()),
+            blur_centre=float(options["blur_centre"]),
+            crack_centre=float(options["crack_centre"]),
+        )
+        return StageOutput(triage=result, info=dict(result.scores))

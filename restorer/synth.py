@@ -1,0 +1,180 @@
+"""Seeded synthetic damage for tests, benchmarks and training.
+
+Every function takes a ``numpy.random.Generator``; the same seed gives the same damage. Cracks
+are drawn at 4x resolution and area-downsampled, so their edges are soft like real ones; the
+returned truth mask is where the crack covers at least ``TRUTH_ALPHA`` of a pixel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "TRUTH_ALPHA",
+    "Damaged",
+    "crack_alpha",
+    "apply_cracks",
+    "blur",
+    "damage",
+]
+
+TRUTH_ALPHA = 0.3
+_SUPER = 4
+
+Polarity = Literal["light", "dark"]
+BlurKind = Literal["gaussian", "defocus", "motion"]
+
+
+@dataclass(frozen=True)
+class Damaged:
+    """A damaged photo with its truth: images float32 (H, W, 3) [0, 1], mask bool (H, W)."""
+
+    image: np.ndarray
+    clean: np.ndarray
+    mask: np.ndarray
+    blurred: bool
+    cracked: bool
+
+
+def crack_alpha(
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    *,
+    count: int = 3,
+    width: tuple[float, float] = (1.0, 5.0),
+    branch_probability: float = 0.35,
+) -> np.ndarray:
+    """Coverage in [0, 1], float32 (H, W), of ``count`` curved, branching cracks.
+
+    Each crack is a random walk with smoothly varying direction, ``width`` pixels wide (drawn
+    per crack from the range), and may fork into thinner branches.
+    """
+    height, width_px = shape
+    canvas = np.zeros((height * _SUPER, width_px * _SUPER), np.uint8)
+    diagonal = float(np.hypot(height, width_px))
+    for _ in range(count):
+        start = rng.uniform([0, 0], [width_px, height])
+        angle = rng.uniform(0, 2 * np.pi)
+        length = rng.uniform(0.25, 0.8) * diagonal
+        crack_width = rng.uniform(*width)
+        _walk(canvas, rng, start, angle, length, crack_width, branch_probability, depth=0)
+    alpha = cv2.resize(canvas.astype(np.float32) / 255.0, (width_px, height),
+                       interpolation=cv2.INTER_AREA)
+    return np.clip(alpha, 0.0, 1.0)
+
+
+def _walk(
+    canvas: np.ndarray,
+    rng: np.random.Generator,
+    start: np.ndarray,
+    angle: float,
+    length: float,
+    width: float,
+    branch_probability: float,
+    depth: int,
+) -> None:
+    step = 3.0
+    points = [start.copy()]
+    drift = 0.0
+    position = start.copy()
+    for _ in range(int(length / step)):
+        # A slowly wandering heading plus jagged step-to-step jitter, like a real crack.
+        drift = 0.9 * drift + rng.normal(0.0, 0.02)
+        angle += drift
+        heading = angle + rng.normal(0.0, 0.25)
+        position = position + step * np.array([np.cos(heading), np.sin(heading)])
+        points.append(position.copy())
+        if depth < 2 and rng.random() < branch_probability * step / length * 3:
+            _walk(canvas, rng, position.copy(), angle + rng.choice([-1, 1]) * rng.uniform(0.4, 1.2),
+                  length * rng.uniform(0.2, 0.5), max(1.0, width * rng.uniform(0.5, 0.9)),
+                  branch_probability, depth + 1)
+    pts = (np.array(points) * _SUPER).round().astype(np.int32).reshape(-1, 1, 2)
+    # Width varies a little along the crack: draw it in a few chunks.
+    for chunk in np.array_split(np.arange(len(pts)), max(1, len(pts) // 12)):
+        if len(chunk) < 2:
+            continue
+        thickness = max(1, int(round(width * rng.uniform(0.75, 1.25) * _SUPER)))
+        cv2.polylines(canvas, [pts[chunk[0]:chunk[-1] + 2]], False, 255, thickness, cv2.LINE_AA)
+
+
+def apply_cracks(
+    image: np.ndarray,
+    alpha: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    polarity: Polarity = "light",
+) -> np.ndarray:
+    """Paint cracks of coverage ``alpha`` onto float (H, W, 3) ``image``.
+
+    Light cracks show the paper base (near white, slightly warm, with fibre texture); dark ones
+    are dirt-filled (near black). Returns float32 (H, W, 3) in [0, 1].
+    """
+    height, width = alpha.shape
+    if polarity == "light":
+        base = np.array([0.97, 0.95, 0.90], np.float32) * rng.uniform(0.88, 1.0)
+    else:
+        base = np.array([0.08, 0.07, 0.06], np.float32) * rng.uniform(0.3, 1.5)
+    texture = rng.normal(0.0, 0.03, (height, width, 1)).astype(np.float32)
+    colour = np.clip(base + texture, 0.0, 1.0)
+    opacity = rng.uniform(0.8, 1.0)
+    a = (alpha * opacity)[..., None]
+    return np.clip(image * (1.0 - a) + colour * a, 0.0, 1.0).astype(np.float32)
+
+
+def blur(image: np.ndarray, rng: np.random.Generator, *, kind: BlurKind = "gaussian",
+         strength: float = 2.0) -> np.ndarray:
+    """Blur float (H, W, 3) ``image``: Gaussian (sigma), defocus disk (radius) or motion (length).
+
+    ``strength`` is in pixels. Returns float32 (H, W, 3).
+    """
+    if kind == "gaussian":
+        out = cv2.GaussianBlur(image, (0, 0), strength, borderType=cv2.BORDER_REFLECT)
+    else:
+        size = int(np.ceil(strength)) * 2 + 1
+        kernel = np.zeros((size, size), np.float32)
+        centre = size // 2
+        if kind == "defocus":
+            cv2.circle(kernel, (centre, centre), int(round(strength)), 1.0, -1, cv2.LINE_AA)
+        else:
+            angle = rng.uniform(0, np.pi)
+            dx, dy = np.cos(angle) * strength, np.sin(angle) * strength
+            cv2.line(kernel, (int(round(centre - dx)), int(round(centre - dy))),
+                     (int(round(centre + dx)), int(round(centre + dy))), 1.0, 1, cv2.LINE_AA)
+        kernel /= kernel.sum()
+        out = cv2.filter2D(image, -1, kernel, borderType=cv2.BORDER_REFLECT)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def damage(
+    clean: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    cracks: bool = True,
+    blurred: bool = False,
+    crack_count: tuple[int, int] = (2, 6),
+    crack_width: tuple[float, float] = (1.0, 5.0),
+    blur_strength: tuple[float, float] = (1.5, 3.5),
+) -> Damaged:
+    """Apply seeded blur and/or cracks (each light or dark) to ``clean`` float (H, W, 3).
+
+    Blur is applied first (the print was blurred, then cracked).
+    """
+    image = clean
+    if blurred:
+        kind = rng.choice(["gaussian", "defocus", "motion"])
+        image = blur(image, rng, kind=kind, strength=rng.uniform(*blur_strength))
+    mask = np.zeros(clean.shape[:2], bool)
+    if cracks:
+        count = int(rng.integers(crack_count[0], crack_count[1] + 1))
+        for polarity in ("light", "dark"):
+            share = count // 2 if polarity == "dark" else count - count // 2
+            if share == 0:
+                continue
+            alpha = crack_alpha(clean.shape[:2], rng, count=share, width=crack_width)
+            image = apply_cracks(image, alpha, rng, polarity=polarity)
+            mask |= alpha >= TRUTH_ALPHA
+    return Damaged(image=image, clean=clean, mask=mask, blurred=blurred, cracked=cracks)
