@@ -32,6 +32,7 @@ class StageRecord:
     kind: str
     title: str
     seconds: float
+    options: Mapping[str, Any] = field(default_factory=dict)
     image: np.ndarray | None = None
     mask: np.ndarray | None = None
     info: Mapping[str, Any] = field(default_factory=dict)
@@ -42,20 +43,23 @@ class RestoreResult:
     """Everything a run produced.
 
     ``image`` is the final float32 (H, W, 3) [0, 1] photo; ``mask`` the bool (H, W) defect mask
-    used for inpainting (None when nothing was inpainted); ``detected_mask`` what detection
-    found (it may be unused when triage calls the photo clean).
+    (detected or given; None when there was none), which was inpainted when ``inpainted``.
     """
 
     input: np.ndarray
     image: np.ndarray
     mask: np.ndarray | None
-    detected_mask: np.ndarray | None
     triage: TriageResult | None
     plan: Plan
     stages: tuple[StageRecord, ...]
     weights: Mapping[str, str]
     tone: Tone
     message: str
+
+    @property
+    def inpainted(self) -> bool:
+        """True when an inpainting stage filled ``mask``."""
+        return any(r.kind == "inpaint" for r in self.stages)
 
     @property
     def timings(self) -> dict[str, float]:
@@ -72,11 +76,12 @@ class RestoreResult:
             "plan": list(self.plan.ids),
             "plan_reason": self.plan.reason,
             "stages": [{"id": r.id, "kind": r.kind, "seconds": round(r.seconds, 4),
-                        "info": dict(r.info)} for r in self.stages],
+                        "options": dict(r.options), "info": dict(r.info)} for r in self.stages],
             "seconds_total": round(sum(r.seconds for r in self.stages), 4),
             "weights": dict(self.weights),
             "tone": self.tone.kind,
             "defect_fraction": float(self.mask.mean()) if self.mask is not None else 0.0,
+            "inpainted": self.inpainted,
             "size": [int(self.image.shape[1]), int(self.image.shape[0])],
             "message": self.message,
         }
@@ -129,13 +134,11 @@ class Pipeline:
             detect = PlannedStage(self.auto.detect)
             work = self._run_stage(detect, work, records, report, 0.0, 0.2)
         work = self._run_stage(PlannedStage(self.triage_id), work, records, report, 0.2, 0.3)
-        detected = None if mask is not None else work.mask
         if plan is None:
             plan = plan_auto(work.triage, self.auto)
-        ran_ids = {r.id for r in records}
-        todo = [s for s in plan.stages if not (s.id in ran_ids and not s.options)]
-        if not any("mask" in self.registry.spec(s.id).requires for s in plan.stages):
-            work = Work(image=work.image, mask=None, triage=work.triage)
+        done = {(r.id, tuple(sorted(r.options.items()))) for r in records}
+        todo = [s for s in plan.stages
+                if (s.id, tuple(sorted(self._options(s).items()))) not in done]
         for index, stage in enumerate(todo):
             start = 0.3 + 0.7 * index / len(todo)
             work = self._run_stage(stage, work, records, report, start, 0.7 / len(todo))
@@ -147,10 +150,13 @@ class Pipeline:
         weights = {w: self._weight_versions.get(w, "unversioned")
                    for r in records for w in self.registry.spec(r.id).weights}
         return RestoreResult(
-            input=image, image=final, mask=work.mask, detected_mask=detected,
+            input=image, image=final, mask=work.mask,
             triage=work.triage, plan=plan, stages=tuple(records), weights=weights, tone=tone,
             message=plan.reason,
         )
+
+    def _options(self, planned: PlannedStage) -> dict[str, Any]:
+        return {**self.registry.spec(planned.id).options, **planned.options}
 
     def _run_stage(
         self,
@@ -162,7 +168,7 @@ class Pipeline:
         span: float,
     ) -> Work:
         spec = self.registry.spec(planned.id)
-        options = {**spec.options, **planned.options}
+        options = self._options(planned)
 
         def stage_progress(fraction: float, text: str) -> None:
             report(start + span * min(max(fraction, 0.0), 1.0), f"{spec.title}: {text}")
@@ -182,7 +188,7 @@ class Pipeline:
         seconds = time.perf_counter() - began
         log.info("stage %s took %.3f s", spec.id, seconds)
         records.append(StageRecord(id=spec.id, kind=spec.kind.value, title=spec.title,
-                                   seconds=seconds, image=output.image, mask=output.mask,
+                                   seconds=seconds, options=options, image=output.image, mask=output.mask,
                                    info=dict(output.info)))
         return Work(
             image=work.image if output.image is None else output.image,

@@ -1,0 +1,246 @@
+"""restorer's web page. UI only: every bit of image work happens in the restorer package.
+
+Run ``python app.py --help`` for host, port, public link and queue settings.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Set before gradio / huggingface_hub are imported: no analytics or telemetry calls.
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+import argparse  # noqa: E402
+import logging  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
+
+import gradio as gr  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from restorer import (ImageLimits, Pipeline, PlannedStage, RestoreResult, RestorerError,  # noqa: E402
+                      StageKind, load_image, load_mask, plan_manual)
+from restorer.imaging import mask_to_image, overlay_mask, to_uint8  # noqa: E402
+from restorer.service import ServiceConfig, build_pipeline  # noqa: E402
+
+log = logging.getLogger("restorer.app")
+
+KINDS = ("detect", "inpaint", "deblur")
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """Server settings chosen at launch."""
+
+    host: str | None = None
+    port: int | None = None
+    share: bool = False
+    concurrency: int = 2
+    queue_size: int = 32
+    limits: ImageLimits = ImageLimits()
+
+
+def _choices(pipeline: Pipeline, kind: StageKind) -> list[tuple[str, str]]:
+    """Dropdown choices (label, stage id); unavailable stages say why."""
+    out = []
+    for spec in pipeline.registry.specs(kind):
+        missing = pipeline.registry.missing_weights(spec.id)
+        label = spec.title if not missing else f"{spec.title} (unavailable: run weights pull)"
+        out.append((label, spec.id))
+    return out
+
+
+def _outputs(result: RestoreResult) -> tuple[Any, ...]:
+    """Turn a result into the page's output values (uint8 arrays at full resolution)."""
+    before, after = to_uint8(result.input), to_uint8(result.image)
+    mask = result.mask
+    if mask is None:
+        mask = np.zeros(result.image.shape[:2], bool)
+    labels = dict(result.triage.confidences) if result.triage else {}
+    heading = (f"**Triage ({result.triage.method})**: {result.triage.label}. "
+               if result.triage else "")
+    used = "inpainted" if result.inpainted else "found, not inpainted"
+    note = (f"{heading}{result.message[0].upper()}{result.message[1:]}. "
+            f"Stages: {', '.join(result.plan.ids) or 'none'}. "
+            f"Defect mask {used}: {mask.mean() * 100:.2f} % of the photo.")
+    timings = pd.DataFrame({"stage": list(result.timings), "seconds": list(result.timings.values())})
+    editor = {"background": before, "layers": [_mask_layer(mask)], "composite": None}
+    return (note, labels, (before, after), to_uint8(overlay_mask(result.input, mask)),
+            mask_to_image(mask), after, timings, result.report(), editor)
+
+
+def _mask_layer(mask: np.ndarray) -> np.ndarray:
+    """bool (H, W) -> RGBA uint8 layer, red where defect, transparent elsewhere."""
+    layer = np.zeros(mask.shape + (4,), np.uint8)
+    layer[mask] = (255, 0, 0, 255)
+    return layer
+
+
+def _editor_mask(value: dict | None, shape: tuple[int, int]) -> np.ndarray | None:
+    """The painted mask of an ImageEditor value: any opaque pixel of any layer is a defect."""
+    if not value or not value.get("layers"):
+        return None
+    painted = np.zeros(shape, bool)
+    for layer in value["layers"]:
+        layer = np.asarray(layer)
+        if layer.ndim == 3 and layer.shape[2] == 4 and layer.shape[:2] == shape:
+            painted |= layer[..., 3] > 0
+        elif layer.size:
+            raise RestorerError("the painted mask does not match the photo's size: upload the "
+                                "photo again and repaint")
+    return painted
+
+
+def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.Blocks:
+    """The page, wired to ``pipeline`` (built once, shared by all requests)."""
+    limits = settings.limits
+    specs = {s.id: s for s in pipeline.registry.specs()}
+
+    def load(photo: str | None) -> np.ndarray:
+        if not photo:
+            raise gr.Error("Upload a photo first.")
+        return load_image(photo, limits=limits)
+
+    def run(image: np.ndarray, plan, mask, progress: gr.Progress) -> tuple[Any, ...]:
+        result = pipeline.run(image, plan, mask=mask,
+                              progress=lambda f, text: progress(f, desc=text))
+        return _outputs(result)
+
+    def manual_plan(kinds: list[str], detect_id: str, sensitivity: float, inpaint_id: str,
+                    deblur_id: str, has_mask: bool):
+        chosen = {"detect": PlannedStage(detect_id, {"sensitivity": float(sensitivity)}),
+                  "inpaint": PlannedStage(inpaint_id), "deblur": PlannedStage(deblur_id)}
+        return plan_manual([chosen[k] for k in KINDS if k in kinds], specs, has_mask=has_mask)
+
+    def restore(photo, mode, kinds, detect_id, sensitivity, inpaint_id, deblur_id, mask_file,
+                progress=gr.Progress()):
+        """Restore a photo. mode: "Auto" (triage decides) or "Manual" (run the ticked kinds)."""
+        try:
+            image = load(photo)
+            mask = (None if not mask_file
+                    else load_mask(mask_file, shape=image.shape[:2], limits=limits))
+            plan = None
+            if mode == "Manual":
+                plan = manual_plan(kinds or [], detect_id, sensitivity, inpaint_id, deblur_id,
+                                   mask is not None)
+            return run(image, plan, mask, progress)
+        except RestorerError as exc:
+            raise gr.Error(str(exc)) from None
+
+    def inpaint_with_editor(photo, editor, inpaint_id, progress=gr.Progress()):
+        try:
+            image = load(photo)
+            mask = _editor_mask(editor, image.shape[:2])
+            if mask is None or not mask.any():
+                raise RestorerError("the mask is empty: paint over the defects first")
+            plan = plan_manual([inpaint_id], specs, has_mask=True)
+            return run(image, plan, mask, progress)
+        except RestorerError as exc:
+            raise gr.Error(str(exc)) from None
+
+    def detect(photo, detect_id, sensitivity, progress=gr.Progress()):
+        """Find defects only: triage labels and the defect mask; the photo is not changed."""
+        try:
+            plan = plan_manual([PlannedStage(detect_id, {"sensitivity": float(sensitivity)})],
+                               specs)
+            return run(load(photo), plan, None, progress)
+        except RestorerError as exc:
+            raise gr.Error(str(exc)) from None
+
+    with gr.Blocks(title="restorer: old photo restoration", delete_cache=(1800, 3600)) as demo:
+        gr.Markdown("# restorer\nUpload a scan of an old photo. **Auto** finds what is wrong "
+                    "and repairs it; **Manual** lets you pick the stages and correct the mask.")
+        with gr.Row():
+            with gr.Column(scale=1):
+                photo = gr.Image(label="Old photo", type="filepath", image_mode=None,
+                                 sources=["upload", "clipboard"], height=360)
+                mode = gr.Radio(["Auto", "Manual"], value="Auto", label="Mode")
+                with gr.Group(visible=False) as manual_box:
+                    kinds = gr.CheckboxGroup(list(KINDS), value=["detect", "inpaint"],
+                                             label="Stages (run in this order)")
+                    detect_id = gr.Dropdown(_choices(pipeline, StageKind.DETECT),
+                                            value=pipeline.auto.detect, label="Detection")
+                    sensitivity = gr.Slider(0.0, 1.0, value=0.5, step=0.05,
+                                            label="Detection sensitivity")
+                    inpaint_id = gr.Dropdown(_choices(pipeline, StageKind.INPAINT),
+                                             value=pipeline.auto.inpaint, label="Inpainting")
+                    deblur_id = gr.Dropdown(_choices(pipeline, StageKind.DEBLUR),
+                                            value="deblur.rl", label="Deblur")
+                    mask_file = gr.Image(label="Defect mask to use (optional, white = defect)",
+                                         type="filepath", image_mode=None, height=160)
+                with gr.Row():
+                    detect_button = gr.Button("Find defects")
+                    run_button = gr.Button("Restore", variant="primary")
+            with gr.Column(scale=2):
+                note = gr.Markdown("The triage here is the heuristic one (blur and crack "
+                                   "measurements); a trained classifier replaces it later.")
+                labels = gr.Label(label="Damage found (triage)", num_top_classes=4)
+                slider = gr.ImageSlider(label="Before / after", type="numpy")
+                with gr.Row():
+                    overlay = gr.Image(label="Defects (red)", format="png", interactive=False)
+                    mask_out = gr.Image(label="Defect mask (white = defect)", format="png",
+                                        image_mode="L", interactive=False)
+                restored = gr.Image(label="Restored photo (full-resolution PNG)", format="png",
+                                    interactive=False)
+                timings = gr.BarPlot(x="stage", y="seconds", title="Seconds per stage",
+                                     height=220)
+                report = gr.JSON(label="Report")
+        with gr.Accordion("Correct the defect mask and inpaint again", open=False):
+            editor = gr.ImageEditor(label="Paint defects with the brush, erase mistakes",
+                                    type="numpy", brush=gr.Brush(colors=["#ff0000"],
+                                                                 default_size=8),
+                                    sources=(), transforms=())
+            with gr.Row():
+                editor_method = gr.Dropdown(_choices(pipeline, StageKind.INPAINT),
+                                            value=pipeline.auto.inpaint, label="Inpainting")
+                rerun = gr.Button("Inpaint with this mask")
+
+        outputs = [note, labels, slider, overlay, mask_out, restored, timings, report, editor]
+        mode.change(lambda m: gr.update(visible=m == "Manual"), mode, manual_box,
+                    api_visibility="private")
+        run_button.click(restore, [photo, mode, kinds, detect_id, sensitivity, inpaint_id,
+                                   deblur_id, mask_file], outputs, api_name="restore")
+        rerun.click(inpaint_with_editor, [photo, editor, editor_method], outputs,
+                    api_visibility="private")
+        detect_button.click(detect, [photo, detect_id, sensitivity], outputs, api_name="detect")
+    return demo
+
+
+def parse_args(argv: list[str] | None = None) -> tuple[AppSettings, ServiceConfig]:
+    """Command-line settings of the app (read here, at the edge, with the environment)."""
+    parser = argparse.ArgumentParser(description="restorer web app")
+    parser.add_argument("--host", default=None, help="address to bind (default 127.0.0.1, "
+                        "or GRADIO_SERVER_NAME)")
+    parser.add_argument("--port", type=int, default=None, help="port (default 7860)")
+    parser.add_argument("--share", action="store_true", help="ask for a public gradio.live link")
+    parser.add_argument("--concurrency", type=int, default=2,
+                        help="requests processed at once (default 2: one per CPU core here)")
+    parser.add_argument("--queue-size", type=int, default=32,
+                        help="requests waiting at most; more are told the app is busy")
+    parser.add_argument("--offline", action="store_true",
+                        default=os.environ.get("HF_HUB_OFFLINE") == "1",
+                        help="never download weights (default from HF_HUB_OFFLINE)")
+    args = parser.parse_args(argv)
+    settings = AppSettings(host=args.host, port=args.port, share=args.share,
+                           concurrency=args.concurrency, queue_size=args.queue_size)
+    return settings, ServiceConfig(offline=args.offline)
+
+
+def launch(demo: gr.Blocks, settings: AppSettings, **kwargs: Any) -> None:
+    """Start serving with the queue limits of ``settings``."""
+    demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
+    demo.launch(server_name=settings.host, server_port=settings.port, share=settings.share,
+                max_file_size=settings.limits.max_bytes, show_error=True, **kwargs)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Build the pipeline once and serve the page."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings, config = parse_args(argv)
+    launch(build_demo(build_pipeline(config), settings), settings)
+
+
+if __name__ == "__main__":
+    main()
