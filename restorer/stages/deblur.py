@@ -71,16 +71,22 @@ def richardson_lucy_gaussian(luma: np.ndarray, sigma: float, iterations: int) ->
 
 
 def deblur(
-    image: np.ndarray, *, sigma: float | None = None, strength: float = 1.0, iterations: int = 12
+    image: np.ndarray,
+    *,
+    sigma: float | None = None,
+    strength: float = 1.0,
+    iterations: int = 12,
+    min_sigma: float = 1.0,
 ) -> tuple[np.ndarray, float]:
     """Deblur float (H, W, 3) [0, 1] ``image``; returns (image, sigma used).
 
-    ``sigma`` None estimates it; ``strength`` in [0, 1] scales the correction.
-    Sigma below 0.5 px is treated as sharp: the image is returned unchanged.
+    ``sigma`` None estimates it; ``strength`` in [0, 1] scales the correction. An estimated
+    sigma below ``min_sigma`` means sharp (sharp photos measure 0.5-0.9 px: their own edges
+    are not ideal steps); the image is then returned unchanged.
     """
     luma = luminance(image)
     used = estimate_blur_sigma(luma) if sigma is None else float(sigma)
-    if used < 0.5 or strength <= 0.0:
+    if (sigma is None and used < min_sigma) or used <= 0.0 or strength <= 0.0:
         return image, used
     sharp = richardson_lucy_gaussian(luma, used, iterations)
     radius = max(1, int(np.ceil(2.0 * used)))

@@ -73,12 +73,14 @@ class _OpenCVInpainter(CropInpainter):
     flag: ClassVar[int]
 
     def fill(self, crop: np.ndarray, mask: np.ndarray, options: Mapping[str, Any]) -> np.ndarray:
-        # OpenCV inpaints float32 only one channel at a time; this keeps full precision.
+        # OpenCV inpaints more than 8 bits only one channel at a time, and its Telea gives
+        # wrong values on float32 input: use 16-bit channels (steps of 1/65535).
         mask_u8 = mask.astype(np.uint8)
         radius = float(options["radius"])
-        channels = [cv2.inpaint(np.ascontiguousarray(crop[..., c]), mask_u8, radius, self.flag)
+        crop16 = (np.clip(crop, 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16)
+        channels = [cv2.inpaint(np.ascontiguousarray(crop16[..., c]), mask_u8, radius, self.flag)
                     for c in range(3)]
-        return np.stack(channels, axis=2)
+        return np.stack(channels, axis=2).astype(np.float32) / 65535.0
 
 
 class NavierStokesInpainter(_OpenCVInpainter):
