@@ -71,6 +71,12 @@ def _outputs(result: RestoreResult) -> tuple[Any, ...]:
             mask_to_image(mask), after, timings, result.report(), editor)
 
 
+def _upload_path(payload: str | dict) -> str:
+    """The uploaded file's path. Events that take uploads skip gradio's preprocessing so that
+    restorer's imaging boundary (not PIL inside gradio) judges every file, with its messages."""
+    return payload["path"] if isinstance(payload, dict) else payload
+
+
 def _mask_layer(mask: np.ndarray) -> np.ndarray:
     """bool (H, W) -> RGBA uint8 layer, red where defect, transparent elsewhere."""
     layer = np.zeros(mask.shape + (4,), np.uint8)
@@ -98,10 +104,10 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
     limits = settings.limits
     specs = {s.id: s for s in pipeline.registry.specs()}
 
-    def load(photo: str | None) -> np.ndarray:
+    def load(photo: str | dict | None) -> np.ndarray:
         if not photo:
             raise gr.Error("Upload a photo first.")
-        return load_image(photo, limits=limits)
+        return load_image(_upload_path(photo), limits=limits)
 
     def run(image: np.ndarray, plan, mask, progress: gr.Progress) -> tuple[Any, ...]:
         result = pipeline.run(image, plan, mask=mask,
@@ -120,7 +126,7 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
         try:
             image = load(photo)
             mask = (None if not mask_file
-                    else load_mask(mask_file, shape=image.shape[:2], limits=limits))
+                    else load_mask(_upload_path(mask_file), shape=image.shape[:2], limits=limits))
             plan = None
             if mode == "Manual":
                 plan = manual_plan(kinds or [], detect_id, sensitivity, inpaint_id, deblur_id,
@@ -201,10 +207,12 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
         mode.change(lambda m: gr.update(visible=m == "Manual"), mode, manual_box,
                     api_visibility="private")
         run_button.click(restore, [photo, mode, kinds, detect_id, sensitivity, inpaint_id,
-                                   deblur_id, mask_file], outputs, api_name="restore")
+                                   deblur_id, mask_file], outputs, api_name="restore",
+                         preprocess=False)
         rerun.click(inpaint_with_editor, [photo, editor, editor_method], outputs,
                     api_visibility="private")
-        detect_button.click(detect, [photo, detect_id, sensitivity], outputs, api_name="detect")
+        detect_button.click(detect, [photo, detect_id, sensitivity], outputs, api_name="detect",
+                            preprocess=False)
     return demo
 
 
