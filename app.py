@@ -14,6 +14,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import argparse  # noqa: E402
 import logging  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
+from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import gradio as gr  # noqa: E402
@@ -28,6 +29,7 @@ from restorer.service import ServiceConfig, build_pipeline  # noqa: E402
 log = logging.getLogger("restorer.app")
 
 KINDS = ("detect", "inpaint", "deblur")
+EXAMPLES = Path(__file__).parent / "examples"
 
 
 @dataclass(frozen=True)
@@ -203,6 +205,10 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
                                             value=pipeline.auto.inpaint, label="Inpainting")
                 rerun = gr.Button("Inpaint with this mask")
 
+        examples = sorted(EXAMPLES.glob("*.jpg"))
+        if examples:
+            gr.Examples([[str(p)] for p in examples], inputs=[photo],
+                        label="Examples (scikit-image photos with synthetic damage)")
         outputs = [note, labels, slider, overlay, mask_out, restored, timings, report, editor]
         mode.change(lambda m: gr.update(visible=m == "Manual"), mode, manual_box,
                     api_visibility="private")

@@ -189,6 +189,7 @@ def _save_array(array: np.ndarray, path: str | os.PathLike) -> Path:
     try:
         with os.fdopen(fd, "wb") as handle:
             Image.fromarray(array).save(handle, format=formats[ext], **options)
+        os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; a saved photo is an ordinary file
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
