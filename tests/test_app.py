@@ -1,0 +1,236 @@
+"""The web app through its named API endpoints (/restore, /detect), served for real.
+
+The page is launched once per module on 127.0.0.1 (queued, concurrency 2) and driven with
+gradio_client, offline and on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from _app_server import ROOT, TRIAGE_CLASSES, save_cracked_photo, serve  # noqa: I001
+
+from gradio_client import Client, handle_file  # noqa: E402  (after _app_server's env setup)
+from gradio_client.exceptions import AppError  # noqa: E402
+
+# /restore inputs after the photo and mode: kinds, detect_id, sensitivity, inpaint_id,
+# deblur_id, mask_file.
+DEFAULTS = dict(detect_id="detect.morph", sensitivity=0.5, inpaint_id="inpaint.telea",
+                deblur_id="deblur.rl")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with serve(tmp_path_factory.mktemp("gradio-cache")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def client(server, tmp_path_factory):
+    return Client(server, verbose=False, download_files=str(tmp_path_factory.mktemp("dl")))
+
+
+@pytest.fixture(scope="module")
+def cracked(tmp_path_factory):
+    """(path of the cracked PNG, synth truth, the PNG's pixels as uint8 (H, W, 3))."""
+    path, damaged = save_cracked_photo(tmp_path_factory.mktemp("photo"))
+    return path, damaged, np.asarray(Image.open(path).convert("RGB"))
+
+
+def restore(client, photo, mode="Auto", kinds=(), mask=None, **options):
+    args = {**DEFAULTS, **options}
+    return client.predict(handle_file(str(photo)), mode, list(kinds), args["detect_id"],
+                          args["sensitivity"], args["inpaint_id"], args["deblur_id"],
+                          handle_file(str(mask)) if mask is not None else None,
+                          api_name="/restore")
+
+
+def unpack(result):
+    """Name the nine outputs; image outputs are downloaded file paths."""
+    note, labels, slider, overlay, mask, restored, timings, report, editor = result
+    return dict(note=note, labels=labels, slider=slider, overlay=overlay, mask=mask,
+                restored=restored, timings=timings, report=report, editor=editor)
+
+
+def pixels(path, mode="RGB"):
+    with Image.open(path) as image:
+        return np.asarray(image.convert(mode))
+
+
+def check_labels(labels, report):
+    """gr.Label's value: the four classes, confidences summing to 1, same as the report."""
+    confidences = {c["label"]: c["confidence"] for c in labels["confidences"]}
+    assert set(confidences) == TRIAGE_CLASSES
+    assert all(0.0 <= v <= 1.0 for v in confidences.values())
+    assert sum(confidences.values()) == pytest.approx(1.0, abs=1e-6)
+    assert labels["label"] == max(confidences, key=confidences.get) == report["label"]
+    assert confidences == pytest.approx(report["labels"])
+
+
+# ------------------------------------------------------------------------------------------
+
+
+def test_named_endpoints_are_the_public_api(client):
+    api = client.view_api(print_info=False, return_format="dict")
+    assert set(api["named_endpoints"]) == {"/restore", "/detect"}
+    assert [p["parameter_name"] for p in api["named_endpoints"]["/detect"]["parameters"]] == [
+        "photo", "detect_id", "sensitivity"]
+
+
+def test_restore_auto_inpaints_only_the_detected_cracks(client, cracked):
+    photo, damaged, before = cracked
+    out = unpack(restore(client, photo, "Auto"))
+    report = out["report"]
+    check_labels(out["labels"], report)
+    assert "cracked" in report["label"]
+    # Only inpainting changes pixels in this plan (no deblur): the check below relies on it.
+    assert report["plan"] == ["detect.morph", "inpaint.telea"], report["plan"]
+    assert report["inpainted"] is True and report["size"] == [before.shape[1], before.shape[0]]
+
+    mask = pixels(out["mask"], "L")
+    restored = pixels(out["restored"])
+    assert Image.open(out["restored"]).format == "PNG"
+    assert mask.shape == before.shape[:2] and restored.shape == before.shape
+    assert set(np.unique(mask)) <= {0, 255}
+    defects = mask == 255
+    assert defects.mean() == pytest.approx(report["defect_fraction"], abs=1e-6)
+    assert 0.01 < defects.mean() < 0.5
+
+    changed = np.abs(restored.astype(int) - before.astype(int)).max(axis=2)
+    assert changed[~defects].max() <= 1, "pixels outside the mask were modified"
+    assert (changed[defects] > 0).mean() > 0.5, "most masked pixels should be repainted"
+    # Inpainting brings the cracked pixels back towards the undamaged photo.
+    truth = damaged.mask & defects
+    clean = (damaged.clean * 255.0 + 0.5).astype(int)
+    err_before = np.abs(before.astype(int) - clean)[truth].mean()
+    err_after = np.abs(restored.astype(int) - clean)[truth].mean()
+    assert err_after < 0.6 * err_before, (err_before, err_after)
+
+    # Secondary outputs are consistent with the run.
+    assert [row[0] for row in out["timings"]["data"]] == [s["id"] for s in report["stages"]]
+    assert "Triage found cracks" in out["note"] and "inpainted" in out["note"]
+    overlay = pixels(out["overlay"])
+    assert overlay.shape == before.shape
+    assert (overlay[~defects] == before[~defects]).all()
+    assert (overlay[defects][:, 0].astype(int) > before[defects][:, 0]).mean() > 0.5  # red tint
+    assert len(out["slider"]) == 2 and all(Image.open(p).size == (512, 512)
+                                           for p in out["slider"])
+
+
+def test_manual_inpaint_without_mask_is_refused(client, cracked):
+    with pytest.raises(AppError) as caught:
+        restore(client, cracked[0], "Manual", kinds=["inpaint"])
+    message = str(caught.value)
+    assert "needs a defect mask" in message and "Traceback" not in message
+
+
+def test_manual_inpaint_with_uploaded_mask_changes_only_that_square(client, cracked, tmp_path):
+    photo, _, before = cracked
+    square = np.zeros(before.shape[:2], np.uint8)
+    square[200:260, 150:230] = 255
+    mask_path = tmp_path / "square.png"
+    Image.fromarray(square).save(mask_path)
+
+    out = unpack(restore(client, photo, "Manual", kinds=["inpaint"], mask=mask_path))
+    report = out["report"]
+    assert report["plan"] == ["inpaint.telea"] and report["inpainted"] is True
+    assert "detect.morph" not in [s["id"] for s in report["stages"]]  # the user's mask is used
+    assert (pixels(out["mask"], "L") == square).all()
+    inside = square == 255
+    assert report["defect_fraction"] == pytest.approx(inside.mean())
+
+    restored = pixels(out["restored"])
+    assert restored.shape == before.shape
+    changed = np.abs(restored.astype(int) - before.astype(int)).max(axis=2)
+    assert changed[~inside].max() == 0, "pixels outside the uploaded mask were modified"
+    assert (changed[inside] > 0).mean() > 0.5
+
+
+def test_mask_of_another_size_is_refused(client, cracked, tmp_path):
+    mask_path = tmp_path / "small.png"
+    Image.new("L", (100, 80), 255).save(mask_path)
+    with pytest.raises(AppError, match="same size as the photo") as caught:
+        restore(client, cracked[0], "Manual", kinds=["inpaint"], mask=mask_path)
+    assert "100x80" in str(caught.value) and "512x512" in str(caught.value)
+
+
+def test_detect_returns_labels_and_mask_and_leaves_the_photo(client, cracked):
+    photo, damaged, before = cracked
+    out = unpack(client.predict(handle_file(str(photo)), "detect.morph", 0.5,
+                                api_name="/detect"))
+    report = out["report"]
+    check_labels(out["labels"], report)
+    assert report["plan"] == ["detect.morph"] and report["inpainted"] is False
+    assert "not inpainted" in out["note"]
+
+    mask = pixels(out["mask"], "L") == 255
+    assert mask.shape == before.shape[:2]
+    assert mask.mean() == pytest.approx(report["defect_fraction"], abs=1e-6)
+    # The detector finds most of the synthetic cracks.
+    assert (mask & damaged.mask).sum() > 0.5 * damaged.mask.sum()
+    assert (pixels(out["restored"]) == before).all(), "/detect must not change the photo"
+
+
+def test_detect_sensitivity_reaches_the_detector(client, cracked):
+    low = client.predict(handle_file(str(cracked[0])), "detect.morph", 0.1, api_name="/detect")
+    high = client.predict(handle_file(str(cracked[0])), "detect.morph", 0.9, api_name="/detect")
+    options = [next(s["options"] for s in unpack(r)["report"]["stages"]
+                    if s["id"] == "detect.morph" and s["options"]["sensitivity"] != 0.5)
+               for r in (low, high)]
+    assert [o["sensitivity"] for o in options] == [0.1, 0.9]
+    fraction = [unpack(r)["report"]["defect_fraction"] for r in (low, high)]
+    assert fraction[0] < fraction[1]
+
+
+@pytest.fixture
+def not_an_image(tmp_path):
+    path = tmp_path / "notes.png"
+    path.write_text("these are my grandmother's notes, not a photo\n")
+    return path
+
+
+@pytest.mark.parametrize("slot", ["photo", "mask"])
+def test_text_file_named_png_is_refused_as_not_an_image(client, cracked, not_an_image, slot):
+    """restorer's boundary judges the upload (not PIL inside gradio's preprocessing): the
+    reply is an ordinary app error event (AppError, not an HTTP 500) with restorer's message,
+    no traceback and no server paths."""
+    with pytest.raises(AppError) as caught:
+        if slot == "photo":
+            restore(client, not_an_image)
+        else:
+            restore(client, cracked[0], "Manual", kinds=["inpaint"], mask=not_an_image)
+    message = str(caught.value)
+    assert "'notes.png' is not an image this app can read" in message
+    assert "Traceback" not in message and "/" not in message.split("(supported")[0]
+
+
+def test_files_not_uploaded_through_the_app_are_refused(server, cracked):
+    """The endpoints skip gradio's image preprocessing; gradio must still refuse a path the
+    caller did not upload (else any readable file on the server could be sent in)."""
+    import httpx
+
+    photo = {"path": str(cracked[0]), "orig_name": "cracked.png",
+             "meta": {"_type": "gradio.FileData"}}
+    data = [photo, "Auto", [], *DEFAULTS.values(), None]
+    with httpx.Client(base_url=server, timeout=60) as http:
+        call = http.post("gradio_api/call/restore", json={"data": data})
+        assert call.status_code == 200, call.text
+        reply = http.get(f"gradio_api/call/restore/{call.json()['event_id']}").text
+    assert reply.startswith("event: error"), reply[:300]
+    assert "not uploaded by a user" in reply
+
+
+def test_importing_restorer_pulls_in_no_ui_or_heavy_model_packages():
+    heavy = {"gradio", "gradio_client", "gfpgan", "basicsr", "facexlib", "tensorflow", "keras"}
+    code = ("import restorer, restorer.cli, sys; "
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {sorted(heavy)!r}))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().replace("'", '"')) == []

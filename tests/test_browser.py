@@ -1,0 +1,136 @@
+"""The page in a real headless Chromium: upload a cracked photo, Restore, see the results.
+
+Uses Debian's chromium (installed with apt-get if missing, which needs root) driven by
+Playwright. Set RESTORER_SCREENSHOT=1 to refresh docs/screenshot.png; otherwise the screenshot
+goes to the test's tmp folder.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+from PIL import Image
+
+from _app_server import ROOT, TRIAGE_CLASSES, save_cracked_photo, serve
+
+pytestmark = pytest.mark.browser
+
+TIMEOUT_MS = 60_000
+RESULT_LABELS = ("Before / after", "Defects (red)", "Defect mask (white = defect)",
+                 "Restored photo (full-resolution PNG)")
+
+
+def _apt_install_chromium() -> str:
+    """Path of a chromium binary, installing Debian's package if needed; skips if impossible."""
+    found = shutil.which("chromium")
+    if found:
+        return found
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("chromium is not installed and installing it needs root "
+                    "(run: apt-get install -y chromium)")
+    if shutil.which("apt-get") is None:
+        pytest.skip("chromium is not installed and apt-get is not available")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "--no-install-recommends", "chromium"]
+    errors = []
+    for step in ([install], [["apt-get", "update"], install]):
+        try:
+            done = [subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+                    for cmd in step]
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            errors.append(str(exc))
+            continue
+        if done[-1].returncode == 0 and shutil.which("chromium"):
+            return shutil.which("chromium")
+        errors.append(done[-1].stderr.strip()[-500:])
+    pytest.skip("could not install chromium with apt-get: " + " | ".join(errors))
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    pytest.importorskip("playwright.sync_api")
+    return _apt_install_chromium()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with serve(tmp_path_factory.mktemp("gradio-cache")) as url:
+        yield url
+
+
+def _block(page, label: str):
+    """The component block whose label is exactly ``label``."""
+    return page.locator(".block").filter(
+        has=page.locator("[data-testid=block-label]", has_text=label)).last
+
+
+def test_restore_in_the_browser(chromium, server, tmp_path):
+    from playwright.sync_api import expect, sync_playwright
+
+    photo, _ = save_cracked_photo(tmp_path)
+    shot = (ROOT / "docs" / "screenshot.png" if os.environ.get("RESTORER_SCREENSHOT") == "1"
+            else tmp_path / "screenshot.png")
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"],
+                                     headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.set_default_timeout(TIMEOUT_MS)
+            crashes: list[str] = []
+            page.on("pageerror", lambda exc: crashes.append(str(exc)))
+            page.goto(server)
+
+            old_photo = _block(page, "Old photo")
+            old_photo.locator("input[type=file]").set_input_files(str(photo))
+            # The upload finished when the preview shows (clicking earlier sends no photo).
+            expect(old_photo.locator("img").first).to_have_attribute("src", re.compile(r".+"))
+
+            page.get_by_role("button", name="Restore", exact=True).click()
+
+            # Triage label: heading and four confidence rows.
+            triage = _block(page, "Damage found (triage)")
+            expect(triage.get_by_test_id("label-output-value")).to_have_text("cracked")
+            rows = triage.locator("[data-testid$='-confidence-set']")
+            expect(rows).to_have_count(4)
+            shown = {r.get_attribute("data-testid").removesuffix("-confidence-set")
+                     for r in rows.all()}
+            assert shown == TRIAGE_CLASSES
+            expect(rows.first).to_contain_text("%")
+
+            # Every image output shows a loaded 512 x 512 picture served by the app.
+            for label, count in zip(RESULT_LABELS, (2, 1, 1, 1)):
+                images = _block(page, label).locator("img")
+                expect(images).to_have_count(count)
+                for img in images.all():
+                    expect(img).to_have_attribute("src", re.compile("/gradio_api/file="))
+                    expect(img).to_have_js_property("complete", True)
+                    assert img.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [512, 512]
+
+            # The restored picture is the PNG the app made (fetched as the user would).
+            src = _block(page, RESULT_LABELS[3]).locator("img").get_attribute("src")
+            reply = page.request.get(src)
+            assert reply.ok
+            restored = Image.open(io.BytesIO(reply.body()))
+            assert restored.format == "PNG" and restored.size == (512, 512)
+
+            note = page.get_by_text("Stages: detect.morph, inpaint.telea")
+            expect(note).to_contain_text("Defect mask inpainted")
+            expect(_block(page, "Report")).to_contain_text('"inpainted": true')
+            plot = page.locator(".vega-embed")  # "Seconds per stage", drawn by Vega as SVG
+            for stage in ("detect.morph", "triage.heuristic", "inpaint.telea"):
+                expect(plot).to_contain_text(stage)
+            expect(page.locator(".toast-body")).to_have_count(0)  # no error popped up
+            assert not crashes, crashes
+
+            page.screenshot(path=str(shot), full_page=True)
+        finally:
+            browser.close()
+
+    with Image.open(shot) as image:
+        assert image.width == 1280 and image.height > 900  # the whole page, not the viewport
