@@ -1,9 +1,30 @@
 """Morphological crack and scratch detection (the candidate stage of seed paper 000).
 
-White top-hat finds thin structures lighter than their surroundings (scratches, cracks through
-the emulsion showing paper), black-hat finds darker ones (dirt-filled cracks). Thresholds adapt
-to the image's own response statistics; hysteresis keeps faint parts connected to clear ones;
-components that are not thin and elongated are dropped.
+1. Sources. Light cracks show the paper base: bright in every channel and nearly colourless.
+   Dark cracks are filled with dirt: dark in every channel. So light structures are looked for
+   in ``whiteness = min(R, G, B) - w * chroma`` and dark ones in ``blackness = max(R, G, B) +
+   w * chroma`` (chroma = max - min). On a colour photo a red lip or a blue iris is neither
+   white nor black and gives little response. Grey and toned (sepia) prints carry no colour
+   evidence: both sources are their luma.
+2. Response. A linear top-hat (Zana and Klein): the supremum of openings by line segments at
+   12 angles minus the opening by a disk wider than any crack keeps thin elongated structures
+   and drops blobs. Real cracks are jagged, so a straight segment rarely fits inside a 1 px
+   crack; the openings are taken on the image grey-dilated by a small square and clipped back
+   to the image (a tolerant line opening), so a line fits in a crack that wanders by a pixel.
+   The dark response is the light response of the inverted blackness.
+3. Candidates. Hysteresis: seeds stand out in absolute contrast and against the mean response
+   around them (salience: a crack over a smooth area stands out, busy texture does not);
+   weaker pixels join when connected to a seed.
+4. Evidence. Each connected candidate is scored by ``length * contrast * salience`` (skeleton
+   length normalised to a 512 px short side, mean response, mean response over the mean
+   surrounding response): a long, contrasted, isolated line is a crack, a short or faint one
+   in texture is not. Light candidates that are coloured, dark ones that are not dark, and
+   lines hugging the image border (frame edges, scan borders) lose evidence. Candidates with
+   enough evidence that are thin are kept.
+5. The mask is grown by ``dilate`` pixels to cover the soft crack edges that inpainting would
+   otherwise leave behind as ghost lines.
+
+Images above ``work_pixels`` are analysed downscaled; the mask is scaled back to full size.
 """
 
 from __future__ import annotations
@@ -17,33 +38,54 @@ from skimage.morphology import skeletonize
 
 from restorer.ops import luminance
 from restorer.stages.base import ProgressFn, StageKind, StageOutput, StageSpec, Work
+from restorer.tone import analyse_tone
 
 __all__ = ["MorphParams", "structuring_size", "tophat_responses", "detect_morphological",
            "MorphologicalDetector"]
 
 Polarity = Literal["both", "light", "dark"]
 
+_BORDER = cv2.BORDER_REFLECT
+#: Floor of the surrounding mean response in the salience ratio (a crack on a flat sky).
+_SURROUND_FLOOR = 0.01
+#: Side of the window, in structuring-element diameters, that "surrounding" means.
+_SURROUND_WINDOW = 4
+
 
 @dataclass(frozen=True)
 class MorphParams:
     """Tuning of the morphological detector.
 
-    sensitivity in [0, 1] lowers the thresholds (more detections); ``min_contrast`` is the
-    smallest top-hat response (luma units) ever accepted; ``salience`` how many times the mean
-    response around it a seed must reach; ``dilate`` grows the final mask by that many pixels
-    (at full resolution) to cover soft crack edges; images over ``work_pixels`` are analysed
-    downscaled to that size and the mask is scaled back.
+    ``sensitivity`` in [0, 1] scales every threshold (0.5 is the tuned default; 1 halves them,
+    0 doubles them). ``min_contrast`` is the smallest response (in [0, 1] units) a seed needs,
+    ``salience`` how many times the mean response around it; weaker pixels join a seed down to
+    ``weak_fraction`` of both. ``evidence`` is the least length * contrast * salience a
+    candidate needs (length in pixels at a 512 px short side). ``chroma_weight`` is w in the
+    whiteness/blackness sources; ``max_chroma`` the chroma above which a light candidate loses
+    evidence (e-fold per 0.1) and ``max_dark_level`` the blackness above which a dark one does.
+    ``line_factor`` sets the line length relative to the disk, ``line_tolerance`` the grey
+    dilation (pixels) that lets the lines follow jagged cracks. Components must be thinner than
+    ``max_width`` times the disk and ``min_elongation`` times longer than wide. ``dilate`` grows
+    the final mask (pixels at the analysis resolution, scaled up with the mask) to cover soft
+    crack edges; images over ``work_pixels`` are analysed downscaled to that size.
     """
 
     sensitivity: float = 0.5
     polarity: Polarity = "both"
-    min_contrast: float = 0.15
+    min_contrast: float = 0.08
     dilate: int = 1
-    min_length_frac: float = 0.08
-    min_elongation: float = 5.0
-    salience: float = 5.0
+    salience: float = 3.0
+    weak_fraction: float = 0.625
+    evidence: float = 130.0
+    chroma_weight: float = 1.0
+    max_chroma: float = 0.10
+    max_dark_level: float = 0.30
+    min_elongation: float = 3.0
+    max_width: float = 0.75
+    border_penalty: float = 5.0
     work_pixels: int = 4_000_000
     line_factor: float = 1.5
+    line_tolerance: int = 1
 
 
 def structuring_size(shape: tuple[int, int]) -> int:
@@ -69,26 +111,53 @@ def _line_kernels(length: int, count: int = 12) -> list[np.ndarray]:
     return kernels
 
 
+def _line_tophat(source: np.ndarray, size: int, line_length: int, tolerance: int) -> np.ndarray:
+    """Light linear top-hat of float32 (H, W) ``source``: float32 (H, W) >= 0."""
+    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
+    widened = source
+    if tolerance > 0:
+        widened = cv2.dilate(source, np.ones((2 * tolerance + 1,) * 2, np.uint8),
+                             borderType=_BORDER)
+    open_lines = np.zeros_like(source)
+    for kernel in _line_kernels(line_length | 1):
+        np.maximum(open_lines, cv2.morphologyEx(widened, cv2.MORPH_OPEN, kernel,
+                                                borderType=_BORDER), out=open_lines)
+    if tolerance > 0:
+        np.minimum(open_lines, source, out=open_lines)
+    response = open_lines - cv2.morphologyEx(source, cv2.MORPH_OPEN, disk, borderType=_BORDER)
+    return np.maximum(response, 0.0, out=response)
+
+
 def tophat_responses(
-    luma: np.ndarray, size: int, line_length: int | None = None
+    luma: np.ndarray, size: int, line_length: int | None = None, tolerance: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Linear top-hat and black-hat of float32 (H, W) ``luma``; both float32 (H, W) >= 0.
 
     A thin line survives an opening by a line structuring element along its own direction but
     not an opening by a disk of diameter ``size``: the supremum of line openings minus the disk
     opening keeps elongated light structures and drops small bright texture (Zana and Klein's
-    vessel filter). The dark response is the dual, with closings.
+    vessel filter). The dark response is the dual (the light response of ``1 - luma``).
+    ``tolerance`` > 0 opens a copy grey-dilated by a (2 t + 1) square and clips the result to
+    ``luma``, so lines fit inside cracks that wander by up to t pixels.
     """
-    disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (size, size))
-    lines = _line_kernels((line_length or size) | 1)
-    border = cv2.BORDER_REFLECT
-    open_lines = np.max([cv2.morphologyEx(luma, cv2.MORPH_OPEN, k, borderType=border)
-                         for k in lines], axis=0)
-    close_lines = np.min([cv2.morphologyEx(luma, cv2.MORPH_CLOSE, k, borderType=border)
-                          for k in lines], axis=0)
-    light = open_lines - cv2.morphologyEx(luma, cv2.MORPH_OPEN, disk, borderType=border)
-    dark = cv2.morphologyEx(luma, cv2.MORPH_CLOSE, disk, borderType=border) - close_lines
-    return np.maximum(light, 0.0), np.maximum(dark, 0.0)
+    length = (line_length or size) | 1
+    luma = np.ascontiguousarray(luma, dtype=np.float32)
+    light = _line_tophat(luma, size, length, tolerance)
+    dark = _line_tophat(np.ascontiguousarray(1.0 - luma), size, length, tolerance)
+    return light, dark
+
+
+def _sources(image: np.ndarray, chroma_weight: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Whiteness, blackness and chroma (max - min) of float (H, W, 3) ``image``."""
+    image = np.asarray(image, dtype=np.float32)
+    red, green, blue = image[..., 0], image[..., 1], image[..., 2]
+    # Channel-wise minimum/maximum: much faster than a reduction over a length-3 axis.
+    low = np.minimum(np.minimum(red, green), blue)
+    high = np.maximum(np.maximum(red, green), blue)
+    chroma = high - low
+    whiteness = low - chroma_weight * chroma
+    blackness = high + chroma_weight * chroma
+    return whiteness, blackness, chroma
 
 
 def detect_morphological(image: np.ndarray, params: MorphParams = MorphParams()) -> np.ndarray:
@@ -98,43 +167,61 @@ def detect_morphological(image: np.ndarray, params: MorphParams = MorphParams())
     if scale < 1.0:
         size_small = (max(1, round(width * scale)), max(1, round(height * scale)))
         image = cv2.resize(image, size_small, interpolation=cv2.INTER_AREA)
-    luma = luminance(image)
-    size = structuring_size(luma.shape)
-    light, dark = tophat_responses(luma, size, int(size * params.line_factor))
-    responses = {"light": light, "dark": dark}
+    image = np.asarray(image, dtype=np.float32)
+    size = structuring_size(image.shape[:2])
+    line_length = int(size * params.line_factor) | 1
+    if analyse_tone(image).kind == "colour":
+        whiteness, blackness, chroma = _sources(image, params.chroma_weight)
+    else:
+        # Grey or toned (sepia) print: colour carries no crack evidence, the luma does.
+        whiteness = blackness = luminance(image)
+        chroma = np.zeros_like(whiteness)
     wanted = ("light", "dark") if params.polarity == "both" else (params.polarity,)
-    mask = np.zeros(luma.shape, bool)
+    mask = np.zeros(image.shape[:2], bool)
     for name in wanted:
-        mask |= _threshold(responses[name], params, size)
-    mask = _keep_thin_elongated(mask, params, size)
+        if name == "light":
+            source, level = whiteness, None
+        else:
+            source, level = np.ascontiguousarray(1.0 - blackness), blackness
+        response = _line_tophat(source, size, line_length, params.line_tolerance)
+        surround = _surround(response, size)
+        candidates = _hysteresis(response, surround, params)
+        mask |= _keep_cracks(candidates, response, surround, chroma if level is None else None,
+                             level, params, size)
     if scale < 1.0:
+        if not mask.any():
+            return np.zeros((height, width), bool)
         mask = cv2.resize(mask.astype(np.uint8), (width, height),
                           interpolation=cv2.INTER_NEAREST).astype(bool)
-    if params.dilate > 0 and mask.any():
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * params.dilate + 1,) * 2)
+    radius = int(np.ceil(params.dilate / scale)) if params.dilate > 0 else 0
+    if radius > 0 and mask.any():
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
         mask = cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
     return mask
 
 
-def _threshold(response: np.ndarray, params: MorphParams, size: int) -> np.ndarray:
-    """Hysteresis threshold on the response, seeded only where the response stands out.
+def _surround(response: np.ndarray, size: int) -> np.ndarray:
+    """Mean of float32 (H, W) ``response`` over a window of a few crack-widths: float32 (H, W)."""
+    window = (_SURROUND_WINDOW * size) | 1
+    return cv2.boxFilter(response, -1, (window, window), borderType=_BORDER)
 
-    Seeds need a response above ``high`` (set from the response's robust spread, never below
-    ``min_contrast``) and ``salience`` times the mean response around them: a crack over a
-    smooth area is salient, busy texture (foliage, fabric, hair) is not. Weaker pixels
-    (above ``low``) join when connected to a seed.
+
+def _strictness(params: MorphParams) -> float:
+    """Threshold multiplier from ``sensitivity``: 2 at 0, 1 at 0.5, 0.5 at 1."""
+    return float(2.0 ** (1.0 - 2.0 * np.clip(params.sensitivity, 0.0, 1.0)))
+
+
+def _hysteresis(response: np.ndarray, surround: np.ndarray, params: MorphParams) -> np.ndarray:
+    """Candidate pixels: components of weak pixels that contain a seed.
+
+    Seeds need a response of at least ``min_contrast`` and ``salience`` times the mean response
+    around them; weak pixels ``weak_fraction`` of both.
     """
-    sample = response[::4, ::4] if response.size > 4_000_000 else response
-    median = float(np.median(sample))
-    mad = float(np.median(np.abs(sample - median))) * 1.4826
-    k_high = 9.0 - 5.0 * params.sensitivity
-    high = max(params.min_contrast, median + k_high * mad)
-    low = high * 0.5
-    window = 4 * size + 1
-    surround = cv2.boxFilter(response, -1, (window, window), borderType=cv2.BORDER_REFLECT)
-    salience = params.salience * (1.5 - params.sensitivity)
+    strict = _strictness(params)
+    high, salience = params.min_contrast * strict, params.salience * strict
+    weak_f = params.weak_fraction
     seeds = (response >= high) & (response >= salience * surround)
-    weak = (response >= low) & (response >= 0.5 * salience * surround)
+    weak = (response >= weak_f * high) & (response >= weak_f * salience * surround)
     count, labels = cv2.connectedComponents(weak.astype(np.uint8), connectivity=8)
     seeded = np.zeros(count, bool)
     seeded[labels[seeds]] = True
@@ -142,31 +229,80 @@ def _threshold(response: np.ndarray, params: MorphParams, size: int) -> np.ndarr
     return seeded[labels]
 
 
-def _keep_thin_elongated(mask: np.ndarray, params: MorphParams, size: int) -> np.ndarray:
-    """Drop components whose skeleton is short or that are wide relative to their length."""
-    if not mask.any():
-        return mask
-    count, labels = cv2.connectedComponents(mask.astype(np.uint8), connectivity=8)
-    skeleton = skeletonize(mask)
-    area = np.bincount(labels.ravel(), minlength=count).astype(np.float64)
-    length = np.bincount(labels[skeleton], minlength=count).astype(np.float64)
-    width = area / np.maximum(length, 1.0)
-    min_length = max(size * 1.5, params.min_length_frac * min(mask.shape))
-    keep = (length >= min_length) & (length / np.maximum(width, 1.0) >= params.min_elongation)
-    keep &= width <= size / 2.0
+def _keep_cracks(
+    candidates: np.ndarray,
+    response: np.ndarray,
+    surround: np.ndarray,
+    chroma: np.ndarray | None,
+    level: np.ndarray | None,
+    params: MorphParams,
+    size: int,
+) -> np.ndarray:
+    """Keep the candidate components with enough crack evidence (see the module docstring)."""
+    if not candidates.any():
+        return candidates
+    labels, margin, shape_ok = _score_components(candidates, response, surround, chroma, level,
+                                                 params, size)
+    keep = (margin >= 0.0) & shape_ok
     keep[0] = False
     return keep[labels]
 
 
+def _score_components(
+    candidates: np.ndarray,
+    response: np.ndarray,
+    surround: np.ndarray,
+    chroma: np.ndarray | None,
+    level: np.ndarray | None,
+    params: MorphParams,
+    size: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Label the candidates; per label the log evidence margin and whether the shape is thin.
+
+    ``chroma`` (light polarity) or ``level`` (blackness, dark polarity) feed the colour tests.
+    Returns (labels int32 (H, W), margin float64 (count,), shape_ok bool (count,)).
+    """
+    count, labels = cv2.connectedComponents(candidates.astype(np.uint8), connectivity=8)
+    where = np.flatnonzero(labels)
+    flat = labels.ravel()[where]
+    area = np.bincount(flat, minlength=count).astype(np.float64)
+
+    def mean(values: np.ndarray) -> np.ndarray:
+        return (np.bincount(flat, weights=values.ravel()[where], minlength=count)
+                / np.maximum(area, 1.0))
+
+    length = np.bincount(labels[skeletonize(candidates)], minlength=count).astype(np.float64)
+    length = np.maximum(length, 1.0)
+    contrast = mean(response)
+    salience = contrast / np.maximum(mean(surround), _SURROUND_FLOOR)
+    length_512 = length * 512.0 / max(min(candidates.shape), 128)
+    log_evidence = (np.log(length_512) + np.log(np.maximum(contrast, 1e-6))
+                    + np.log(np.maximum(salience, 1e-6)))
+    if chroma is not None:
+        log_evidence -= 10.0 * np.maximum(mean(chroma) - params.max_chroma, 0.0)
+    if level is not None:
+        log_evidence -= 10.0 * np.maximum(mean(level) - params.max_dark_level, 0.0)
+    edge = np.zeros(candidates.shape, bool)
+    edge[:3], edge[-3:], edge[:, :3], edge[:, -3:] = True, True, True, True
+    border = np.bincount(labels[edge], minlength=count) / np.maximum(area, 1.0)
+    log_evidence -= params.border_penalty * border
+    margin = log_evidence - np.log(params.evidence * _strictness(params))
+    width = area / length
+    shape_ok = ((width <= params.max_width * size)
+                & (length >= params.min_elongation * np.maximum(width, 1.0)))
+    return labels, margin, shape_ok
+
+
 class MorphologicalDetector:
-    """Stage: top-hat/black-hat candidates with an adaptive threshold and a shape filter."""
+    """Stage: top-hat/black-hat candidates with an adaptive threshold and an evidence test."""
 
     spec: ClassVar[StageSpec] = StageSpec(
         id="detect.morph",
         kind=StageKind.DETECT,
         method="morph",
         title="Morphological (top-hat / black-hat)",
-        description="Thin light and dark lines found by morphological filtering and a shape test.",
+        description="Thin light and dark lines found by morphological filtering, kept when "
+                    "long, contrasted and paper-white or dirt-black.",
         produces=frozenset({"mask"}),
         options={"sensitivity": 0.5, "polarity": "both", "dilate": 1},
     )
