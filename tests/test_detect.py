@@ -92,14 +92,20 @@ def test_grey_and_sepia_prints_are_analysed_on_their_luma(photos):
     assert _iou(sepia_mask, damaged.mask) > 0.15
 
 
-def test_large_scan_is_analysed_downscaled_and_mask_is_full_size(photos):
+@pytest.mark.parametrize("width, min_iou", [((1.0, 3.0), 0.17), ((8.0, 20.0), 0.35)])
+def test_large_scan_finds_hairlines_and_wide_cracks(photos, width, min_iou):
+    """Downscaled analysis plus the coarse pass: both widths are found on a 3.8 MP scan.
+
+    Measured recall 0.97 / 0.83 and IoU 0.23 / 0.54 (hairline / wide); a hairline's IoU is low
+    because the mask is grown by two pixels around a one-pixel crack.
+    """
     clean = cv2.resize(photos["chelsea"], (2400, 1600), interpolation=cv2.INTER_CUBIC)
     clean = np.clip(clean, 0, 1)
-    damaged = synth.damage(clean, np.random.default_rng(2), crack_width=(4.0, 12.0))
-    params = MorphParams(work_pixels=1_000_000)
-    mask = detect_morphological(damaged.image, params)
+    damaged = synth.damage(clean, np.random.default_rng(2), crack_width=width)
+    mask = detect_morphological(damaged.image, MorphParams(work_pixels=2_000_000))
     assert mask.shape == clean.shape[:2] and mask.dtype == bool
-    assert _iou(mask, damaged.mask) > 0.2
+    assert (mask & damaged.mask).sum() / damaged.mask.sum() > 0.7
+    assert _iou(mask, damaged.mask) > min_iou
 
 
 def test_stage_reports_fraction_and_honours_options(photos):

@@ -24,7 +24,8 @@
 5. The mask is grown by ``dilate`` pixels to cover the soft crack edges that inpainting would
    otherwise leave behind as ghost lines.
 
-Images above ``work_pixels`` are analysed downscaled; the mask is scaled back to full size.
+Images above ``work_pixels`` are analysed downscaled, large ones at a second, coarse scale
+for wide cracks; the masks are scaled back to full size and united.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ class MorphParams:
     dilation (pixels) that lets the lines follow jagged cracks. Components must be thinner than
     ``max_width`` times the disk and ``min_elongation`` times longer than wide. ``dilate`` grows
     the final mask (pixels at the analysis resolution, scaled up with the mask) to cover soft
-    crack edges; images over ``work_pixels`` are analysed downscaled to that size.
+    crack edges; images over ``work_pixels`` are analysed downscaled to that size, and large
+    ones once more with a short side of ``coarse_side`` (see :func:`detect_morphological`).
     """
 
     sensitivity: float = 0.5
@@ -84,6 +86,7 @@ class MorphParams:
     max_width: float = 0.75
     border_penalty: float = 5.0
     work_pixels: int = 4_000_000
+    coarse_side: int = 640
     line_factor: float = 1.5
     line_tolerance: int = 1
 
@@ -161,16 +164,60 @@ def _sources(image: np.ndarray, chroma_weight: float) -> tuple[np.ndarray, np.nd
 
 
 def detect_morphological(image: np.ndarray, params: MorphParams = MorphParams()) -> np.ndarray:
-    """Defect mask of float (H, W, 3) [0, 1] ``image``: bool (H, W), True = crack/scratch."""
+    """Defect mask of float (H, W, 3) [0, 1] ``image``: bool (H, W), True = crack/scratch.
+
+    The image is analysed at up to ``work_pixels`` and, when that is much larger than
+    ``coarse_side`` (short side), again at ``coarse_side``: the structuring element is sized
+    to the analysed image, so the coarse pass finds cracks too wide for the fine one (a crack
+    of 0.5 mm is 12 px on a 600 dpi scan). The coarse pass adds only cracks the fine pass did
+    not touch, so thin ones keep their fine outline.
+    """
     height, width = image.shape[:2]
-    scale = min(1.0, float(np.sqrt(params.work_pixels / (height * width))))
-    if scale < 1.0:
-        size_small = (max(1, round(width * scale)), max(1, round(height * scale)))
-        image = cv2.resize(image, size_small, interpolation=cv2.INTER_AREA)
-    image = np.asarray(image, dtype=np.float32)
+    colour = analyse_tone(image).kind == "colour"
+    mask = np.zeros((height, width), bool)
+    scales = _scales(height, width, params)
+    # Every pass grows its mask by ``dilate`` pixels of the finest analysis: a coarse mask,
+    # scaled up, is already as wide as the crack it found.
+    radius = int(np.ceil(params.dilate / scales[0])) if params.dilate > 0 else 0
+    for scale in scales:
+        small = image
+        if scale < 1.0:
+            size_small = (max(1, round(width * scale)), max(1, round(height * scale)))
+            small = cv2.resize(image, size_small, interpolation=cv2.INTER_AREA)
+        found = _detect_at(np.asarray(small, dtype=np.float32), colour, params)
+        if not found.any():
+            continue
+        if scale < 1.0:
+            found = cv2.resize(found.astype(np.uint8), (width, height),
+                               interpolation=cv2.INTER_NEAREST).astype(bool)
+        if radius > 0:
+            kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
+            found = cv2.dilate(found.astype(np.uint8), kernel).astype(bool)
+        if mask.any():
+            # A crack the finer pass already covers keeps its finer outline; a wide one the
+            # finer pass only traced along its edges takes the coarse outline.
+            count, labels = cv2.connectedComponents(found.astype(np.uint8), connectivity=8)
+            area = np.bincount(labels.ravel(), minlength=count)
+            covered = np.bincount(labels[mask], minlength=count)
+            traced = covered >= 0.5 * area
+            traced[0] = True
+            found = ~traced[labels]
+        mask |= found
+    return mask
+
+
+def _scales(height: int, width: int, params: MorphParams) -> list[float]:
+    """Analysis scales (<= 1): the ``work_pixels`` one, plus a coarse one for large scans."""
+    fine = min(1.0, float(np.sqrt(params.work_pixels / (height * width))))
+    coarse = params.coarse_side / min(height, width)
+    return [fine, coarse] if coarse * 1.8 <= fine else [fine]
+
+
+def _detect_at(image: np.ndarray, colour: bool, params: MorphParams) -> np.ndarray:
+    """Mask of float32 (H, W, 3) ``image`` at its own resolution, before dilation."""
     size = structuring_size(image.shape[:2])
     line_length = int(size * params.line_factor) | 1
-    if analyse_tone(image).kind == "colour":
+    if colour:
         whiteness, blackness, chroma = _sources(image, params.chroma_weight)
     else:
         # Grey or toned (sepia) print: colour carries no crack evidence, the luma does.
@@ -188,15 +235,6 @@ def detect_morphological(image: np.ndarray, params: MorphParams = MorphParams())
         candidates = _hysteresis(response, surround, params)
         mask |= _keep_cracks(candidates, response, surround, chroma if level is None else None,
                              level, params, size)
-    if scale < 1.0:
-        if not mask.any():
-            return np.zeros((height, width), bool)
-        mask = cv2.resize(mask.astype(np.uint8), (width, height),
-                          interpolation=cv2.INTER_NEAREST).astype(bool)
-    radius = int(np.ceil(params.dilate / scale)) if params.dilate > 0 else 0
-    if radius > 0 and mask.any():
-        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1,) * 2)
-        mask = cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
     return mask
 
 
