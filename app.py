@@ -64,13 +64,26 @@ def _outputs(result: RestoreResult) -> tuple[Any, ...]:
     heading = (f"**Triage ({result.triage.method})**: {result.triage.label}. "
                if result.triage else "")
     used = "inpainted" if result.inpainted else "found, not inpainted"
-    note = (f"{heading}{result.message[0].upper()}{result.message[1:]}. "
-            f"Stages: {', '.join(result.plan.ids) or 'none'}. "
+    note = (f"{heading}Stages: {', '.join(result.plan.ids) or 'none'} "
+            f"({result.message}). "
             f"Defect mask {used}: {mask.mean() * 100:.2f} % of the photo.")
-    timings = pd.DataFrame({"stage": list(result.timings), "seconds": list(result.timings.values())})
+    order = list(result.timings)
+    timings = gr.BarPlot(pd.DataFrame({"stage": order, "seconds": list(result.timings.values())}),
+                         sort=order)
     editor = {"background": before, "layers": [_mask_layer(mask)], "composite": None}
     return (note, labels, (before, after), to_uint8(overlay_mask(result.input, mask)),
-            mask_to_image(mask), after, timings, result.report(), editor)
+            mask_to_image(mask), after, timings, _rounded(result.report()), editor)
+
+
+def _rounded(value: Any) -> Any:
+    """``value`` with every float inside rounded to 4 significant digits, for display."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_rounded(v) for v in value]
+    return value
 
 
 def _upload_path(payload: str | dict) -> str:
@@ -181,11 +194,24 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
                 with gr.Row():
                     detect_button = gr.Button("Find defects")
                     run_button = gr.Button("Restore", variant="primary")
+                examples = sorted(EXAMPLES.glob("*.jpg"))
+                if examples:
+                    gr.Examples([[str(p)] for p in examples], inputs=[photo],
+                                label="Examples (scikit-image photos with synthetic damage)")
+                with gr.Accordion("Correct the defect mask and inpaint again", open=False):
+                    editor = gr.ImageEditor(label="Paint defects with the brush, erase mistakes",
+                                            type="numpy", brush=gr.Brush(colors=["#ff0000"],
+                                                                         default_size=8),
+                                            sources=(), transforms=())
+                    editor_method = gr.Dropdown(_choices(pipeline, StageKind.INPAINT),
+                                                value=pipeline.auto.inpaint, label="Inpainting")
+                    rerun = gr.Button("Inpaint with this mask")
             with gr.Column(scale=2):
                 note = gr.Markdown("The triage here is the heuristic one (blur and crack "
                                    "measurements); a trained classifier replaces it later.")
                 labels = gr.Label(label="Damage found (triage)", num_top_classes=4)
-                slider = gr.ImageSlider(label="Before / after", type="numpy")
+                slider = gr.ImageSlider(label="Before (left) / after (right): drag to compare",
+                                        type="numpy", format="png")
                 with gr.Row():
                     overlay = gr.Image(label="Defects (red)", format="png", interactive=False)
                     mask_out = gr.Image(label="Defect mask (white = defect)", format="png",
@@ -195,20 +221,6 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
                 timings = gr.BarPlot(x="stage", y="seconds", title="Seconds per stage",
                                      height=220)
                 report = gr.JSON(label="Report")
-        with gr.Accordion("Correct the defect mask and inpaint again", open=False):
-            editor = gr.ImageEditor(label="Paint defects with the brush, erase mistakes",
-                                    type="numpy", brush=gr.Brush(colors=["#ff0000"],
-                                                                 default_size=8),
-                                    sources=(), transforms=())
-            with gr.Row():
-                editor_method = gr.Dropdown(_choices(pipeline, StageKind.INPAINT),
-                                            value=pipeline.auto.inpaint, label="Inpainting")
-                rerun = gr.Button("Inpaint with this mask")
-
-        examples = sorted(EXAMPLES.glob("*.jpg"))
-        if examples:
-            gr.Examples([[str(p)] for p in examples], inputs=[photo],
-                        label="Examples (scikit-image photos with synthetic damage)")
         outputs = [note, labels, slider, overlay, mask_out, restored, timings, report, editor]
         mode.change(lambda m: gr.update(visible=m == "Manual"), mode, manual_box,
                     api_visibility="private")

@@ -70,7 +70,7 @@ def check_labels(labels, report):
     assert all(0.0 <= v <= 1.0 for v in confidences.values())
     assert sum(confidences.values()) == pytest.approx(1.0, abs=1e-6)
     assert labels["label"] == max(confidences, key=confidences.get) == report["label"]
-    assert confidences == pytest.approx(report["labels"])
+    assert confidences == pytest.approx(report["labels"], rel=1e-3)  # shown to 4 digits
 
 
 # ------------------------------------------------------------------------------------------
@@ -99,7 +99,7 @@ def test_restore_auto_inpaints_only_the_detected_cracks(client, cracked):
     assert mask.shape == before.shape[:2] and restored.shape == before.shape
     assert set(np.unique(mask)) <= {0, 255}
     defects = mask == 255
-    assert defects.mean() == pytest.approx(report["defect_fraction"], abs=1e-6)
+    assert defects.mean() == pytest.approx(report["defect_fraction"], rel=1e-3)
     assert 0.01 < defects.mean() < 0.5
 
     changed = np.abs(restored.astype(int) - before.astype(int)).max(axis=2)
@@ -113,8 +113,11 @@ def test_restore_auto_inpaints_only_the_detected_cracks(client, cracked):
     assert err_after < 0.6 * err_before, (err_before, err_after)
 
     # Secondary outputs are consistent with the run.
-    assert [row[0] for row in out["timings"]["data"]] == [s["id"] for s in report["stages"]]
-    assert "Triage found cracks" in out["note"] and "inpainted" in out["note"]
+    # The plot comes as an update (its value plus the run order as the bar order).
+    plot = out["timings"]
+    assert plot["sort"] == [s["id"] for s in report["stages"]]
+    assert [row[0] for row in plot["value"]["data"]] == [s["id"] for s in report["stages"]]
+    assert "(triage found cracks)" in out["note"] and "inpainted" in out["note"]
     overlay = pixels(out["overlay"])
     assert overlay.shape == before.shape
     assert (overlay[~defects] == before[~defects]).all()
@@ -143,7 +146,7 @@ def test_manual_inpaint_with_uploaded_mask_changes_only_that_square(client, crac
     assert "detect.morph" not in [s["id"] for s in report["stages"]]  # the user's mask is used
     assert (pixels(out["mask"], "L") == square).all()
     inside = square == 255
-    assert report["defect_fraction"] == pytest.approx(inside.mean())
+    assert report["defect_fraction"] == pytest.approx(inside.mean(), rel=1e-3)
 
     restored = pixels(out["restored"])
     assert restored.shape == before.shape
@@ -171,7 +174,7 @@ def test_detect_returns_labels_and_mask_and_leaves_the_photo(client, cracked):
 
     mask = pixels(out["mask"], "L") == 255
     assert mask.shape == before.shape[:2]
-    assert mask.mean() == pytest.approx(report["defect_fraction"], abs=1e-6)
+    assert mask.mean() == pytest.approx(report["defect_fraction"], rel=1e-3)
     # The detector finds most of the synthetic cracks.
     assert (mask & damaged.mask).sum() > 0.5 * damaged.mask.sum()
     assert (pixels(out["restored"]) == before).all(), "/detect must not change the photo"
