@@ -3,11 +3,11 @@
 Thresholds are the measured values at the default options with a margin (2026-11-23, this
 detector; ``bench/classical.py`` gives the wider picture):
 
-- crack IoU against the truth (coverage >= 0.3), mean of four seeds: astronaut 0.25,
-  coffee 0.39, chelsea 0.46. The mask is dilated by a pixel to cover soft crack edges, which
-  caps IoU well below 1 even for a perfect trace; the test asks for 0.18 / 0.28 / 0.33.
-- fraction of the CLEAN photo flagged: astronaut 1.9 %, coffee 1.8 %, chelsea 1.0 %; the test
-  allows 3 %. These are real thin structures (a cup rim, the suit's seams) that morphology cannot
+- crack IoU against the truth (coverage >= 0.3), mean of four seeds: astronaut 0.34,
+  coffee 0.53, chelsea 0.65 (single seeds go down to 0.20 / 0.40 / 0.35); the test asks for
+  0.25 / 0.40 / 0.45 on the mean.
+- fraction of the CLEAN photo flagged: astronaut 1.2 %, coffee 1.3 %, chelsea 0.8 %; the test
+  allows 2 %. These are real thin structures (a cup rim, the suit's seams) that morphology cannot
   tell from cracks; the learned false-alarm filter is meant to remove them.
 """
 
@@ -22,8 +22,8 @@ from restorer.stages.base import Work
 from restorer.stages.detect import (MorphologicalDetector, MorphParams, detect_morphological,
                                     tophat_responses)
 
-IOU_FLOOR = {"astronaut": 0.18, "coffee": 0.28, "chelsea": 0.33}
-FALSE_POSITIVE_CEILING = 0.03
+IOU_FLOOR = {"astronaut": 0.25, "coffee": 0.40, "chelsea": 0.45}
+FALSE_POSITIVE_CEILING = 0.02
 
 
 def _iou(mask: np.ndarray, truth: np.ndarray) -> float:
@@ -92,12 +92,11 @@ def test_grey_and_sepia_prints_are_analysed_on_their_luma(photos):
     assert _iou(sepia_mask, damaged.mask) > 0.15
 
 
-@pytest.mark.parametrize("width, min_iou", [((1.0, 3.0), 0.17), ((8.0, 20.0), 0.35)])
+@pytest.mark.parametrize("width, min_iou", [((1.0, 3.0), 0.3), ((8.0, 20.0), 0.5)])
 def test_large_scan_finds_hairlines_and_wide_cracks(photos, width, min_iou):
     """Downscaled analysis plus the coarse pass: both widths are found on a 3.8 MP scan.
 
-    Measured recall 0.97 / 0.83 and IoU 0.23 / 0.54 (hairline / wide); a hairline's IoU is low
-    because the mask is grown by two pixels around a one-pixel crack.
+    Measured recall 0.91 / 0.80 and IoU 0.40 / 0.66 (hairline / wide; seed 2).
     """
     clean = cv2.resize(photos["chelsea"], (2400, 1600), interpolation=cv2.INTER_CUBIC)
     clean = np.clip(clean, 0, 1)
@@ -115,5 +114,5 @@ def test_stage_reports_fraction_and_honours_options(photos):
     out = stage.run(Work(damaged.image), options, lambda f, m: None)
     assert out.mask.shape == damaged.image.shape[:2] and out.image is None
     assert out.info["defect_fraction"] == pytest.approx(out.mask.mean())
-    thin = stage.run(Work(damaged.image), dict(options, dilate=0), lambda f, m: None).mask
-    assert thin.sum() < out.mask.sum() and not (thin & ~out.mask).any()
+    grown = stage.run(Work(damaged.image), dict(options, dilate=2), lambda f, m: None).mask
+    assert grown.sum() > out.mask.sum() and not (out.mask & ~grown).any()

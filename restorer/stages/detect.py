@@ -21,8 +21,10 @@
    in texture is not. Light candidates that are coloured, dark ones that are not dark, and
    lines hugging the image border (frame edges, scan borders) lose evidence. Candidates with
    enough evidence that are thin are kept.
-5. The mask is grown by ``dilate`` pixels to cover the soft crack edges that inpainting would
-   otherwise leave behind as ghost lines.
+5. The mask can be grown by ``dilate`` pixels (option; default 0). The weak hysteresis level
+   already takes in the soft crack edges: measured with Telea on bench/classical.py's held-out
+   set, whole-photo PSNR after inpainting the detected mask is 30.5 dB at 0 px, 29.4 at 1 px and
+   28.9 at 2 px (a grown mask also grows every false alarm).
 
 Images above ``work_pixels`` are analysed downscaled, large ones at a second, coarse scale
 for wide cracks; the masks are scaled back to full size and united.
@@ -75,7 +77,7 @@ class MorphParams:
     sensitivity: float = 0.5
     polarity: Polarity = "both"
     min_contrast: float = 0.08
-    dilate: int = 1
+    dilate: int = 0
     salience: float = 3.0
     weak_fraction: float = 0.625
     evidence: float = 130.0
@@ -342,7 +344,7 @@ class MorphologicalDetector:
         description="Thin light and dark lines found by morphological filtering, kept when "
                     "long, contrasted and paper-white or dirt-black.",
         produces=frozenset({"mask"}),
-        options={"sensitivity": 0.5, "polarity": "both", "dilate": 1},
+        options={"sensitivity": 0.5, "polarity": "both", "dilate": 0},
     )
 
     def run(self, work: Work, options: Mapping[str, Any], progress: ProgressFn) -> StageOutput:

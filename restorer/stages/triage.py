@@ -6,10 +6,10 @@ called blurred for its pixel-level softness; cracks are the density of the detec
 Each score goes through a logistic curve to a probability; the four labels are the products of
 the two independent probabilities.
 
-The crack centre (1.5 % of the photo flagged) was measured with detect.morph's defaults on 132
+The crack centre (1 % of the photo flagged) was measured with detect.morph's defaults on 132
 clean photos of ../shared/data (kodak24, bsds-test, faces-celebahq at 640 px) with and without
-seeded synthetic cracks: clean photos have a median of 1.4 % flagged, cracked ones 4.6 %; at
-1.5 %, 7 % of cracked photos are missed and about half of the clean ones are called cracked
+seeded synthetic cracks: clean photos have a median of 0.9 % flagged, cracked ones 3.0 %; at
+1 %, 7 % of cracked photos are missed and about half of the clean ones are called cracked
 (their thin real structures). The curve is wide because the two overlap: the confidences say so.
 """
 
@@ -52,7 +52,7 @@ def triage_from_scores(
     defect_fraction: float,
     *,
     blur_centre: float = 1.3,
-    crack_centre: float = 0.015,
+    crack_centre: float = 0.01,
 ) -> TriageResult:
     """Map a blur sigma (px at the 1024 px view) and a defect fraction to a TriageResult."""
     p_blur = _logistic(blur_sigma, blur_centre, 0.12)
@@ -83,7 +83,7 @@ class HeuristicTriage:
         description="Blur from edge widths, cracks from the detected defect density.",
         requires=frozenset({"image", "mask"}),
         produces=frozenset({"triage"}),
-        options={"blur_centre": 1.3, "crack_centre": 0.015},
+        options={"blur_centre": 1.3, "crack_centre": 0.01},
     )
 
     def run(self, work: Work, options: Mapping[str, Any], progress: ProgressFn) -> StageOutput:
