@@ -154,7 +154,7 @@ def run_detection(photos, cracked, detector_options):
     """Table (a) rows and the detected masks (default options) per photo."""
     detector = MorphologicalDetector()
     variants = [("default", dict(detector_options)),
-                ("dilate=0", dict(detector_options, dilate=0))]
+                ("dilate=1", dict(detector_options, dilate=1))]
     masks, rows, timing = [], [], {}
     for label, options in variants:
         per_group: dict[str, list[tuple[float, ...]]] = {}
