@@ -11,17 +11,19 @@ import logging
 import os
 import sys
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from restorer import weights_cli
+from restorer.backends import DEVICE_HELP
 from restorer.errors import RestorerError
 from restorer.imaging import ImageLimits, load_image, load_mask, save_image, save_mask
 from restorer.pipeline import Pipeline, RestoreResult
 from restorer.planner import PlannedStage, plan_manual
-from restorer.service import ServiceConfig, build_pipeline
+from restorer.service import DEVICE_ENV, ServiceConfig, build_pipeline
 from restorer.stages.base import StageKind
 
 __all__ = ["main", "build_parser", "parse_stages"]
@@ -48,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="auto: triage decides; manual: run --stages")
     restore.add_argument("--stages", default=None,
                          help="manual mode: comma list of KIND[:METHOD], e.g. "
-                              "detect,inpaint:telea,deblur (kinds: detect, inpaint, deblur)")
+                              "detect,inpaint:telea,deblur (kinds: detect, inpaint, deblur, face)")
     restore.add_argument("--set", dest="options", action="append", default=[],
                          metavar="STAGE.OPTION=VALUE",
                          help="stage option, e.g. detect.morph.sensitivity=0.7 (repeatable)")
@@ -60,6 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="write a JSON report; a folder in batch mode")
     restore.add_argument("--max-pixels", type=int, default=ImageLimits().max_pixels,
                          help="refuse photos larger than this many pixels")
+    restore.add_argument("--device", default=None,
+                         help=f"where torch stages (face) run: {DEVICE_HELP}; "
+                              f"default: ${DEVICE_ENV}, else auto")
     restore.set_defaults(func=_cmd_restore)
 
     weights_cli.add_parser(commands)
@@ -71,7 +76,8 @@ def parse_stages(text: str, pipeline: Pipeline, options: dict[str, dict[str, obj
     registry = pipeline.registry
     defaults = {StageKind.DETECT.value: pipeline.auto.detect,
                 StageKind.INPAINT.value: pipeline.auto.inpaint,
-                StageKind.DEBLUR.value: "deblur.rl"}
+                StageKind.DEBLUR.value: "deblur.rl",
+                StageKind.FACE.value: "face.gfpgan"}
     planned = []
     for item in (part.strip() for part in text.split(",")):
         if not item:
@@ -146,7 +152,10 @@ def _restore_one(args: argparse.Namespace, pipeline: Pipeline, source: Path, tar
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
-    pipeline = build_pipeline(ServiceConfig(offline=os.environ.get("HF_HUB_OFFLINE") == "1"))
+    config = ServiceConfig(offline=os.environ.get("HF_HUB_OFFLINE") == "1")
+    if args.device is not None:
+        config = replace(config, device=args.device)
+    pipeline = build_pipeline(config)
     if args.input.is_dir():
         return _restore_folder(args, pipeline)
     if args.output.is_dir():

@@ -144,8 +144,11 @@ class Pipeline:
             work = self._run_stage(stage, work, records, report, start, 0.7 / len(todo))
         final = work.image
         if tone.kind != "colour" and final is not image:
-            changed = np.abs(final - image).max(axis=2) > 1.0 / 512.0
-            final = np.where(changed[..., None], apply_tone(final, tone), final)
+            if final.shape != image.shape:  # upscaled (face stage): every pixel is new
+                final = apply_tone(final, tone)
+            else:
+                changed = np.abs(final - image).max(axis=2) > 1.0 / 512.0
+                final = np.where(changed[..., None], apply_tone(final, tone), final)
         report(1.0, "done")
         weights = {w: self._weight_versions.get(w, "unversioned")
                    for r in records for w in self.registry.spec(r.id).weights}

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Iterable
 
 from restorer.errors import PlanError, StageUnavailableError
 from restorer.stages.base import Stage, StageKind, StageSpec
 from restorer.stages.deblur import RichardsonLucyDeblur
 from restorer.stages.detect import MorphologicalDetector
+from restorer.stages.face import GfpganFace
 from restorer.stages.inpaint import BiharmonicInpainter, NavierStokesInpainter, TeleaInpainter
 from restorer.stages.triage import HeuristicTriage
 
@@ -21,6 +23,8 @@ __all__ = ["StageEntry", "Registry", "default_registry"]
 
 #: Tells whether a manifest weight id is present and verified locally (never downloads).
 WeightCheck = Callable[[str], bool]
+#: The verified local file of a manifest weight id (never downloads).
+WeightPath = Callable[[str], Path]
 
 
 @dataclass(frozen=True)
@@ -89,8 +93,24 @@ class Registry:
             return stage
 
 
-def default_registry(*, weight_check: WeightCheck | None = None) -> Registry:
-    """The stages restorer ships, as one explicit list."""
+def default_registry(
+    *,
+    weight_check: WeightCheck | None = None,
+    weight_path: WeightPath | None = None,
+    device: str = "auto",
+) -> Registry:
+    """The stages restorer ships, as one explicit list.
+
+    Stages with weights are built from ``weight_path`` files, on ``device`` ("auto", "cpu",
+    "cuda" or "cuda:N") when they run on torch.
+    """
+
+    def face() -> Stage:
+        if weight_path is None:
+            raise StageUnavailableError(f"stage '{GfpganFace.spec.id}' needs weight files: build the "
+                                        "pipeline with restorer.service.build_pipeline")
+        return GfpganFace(weight_path, device=device)
+
     entries = [
         StageEntry(HeuristicTriage.spec, HeuristicTriage),
         StageEntry(MorphologicalDetector.spec, MorphologicalDetector),
@@ -98,5 +118,6 @@ def default_registry(*, weight_check: WeightCheck | None = None) -> Registry:
         StageEntry(TeleaInpainter.spec, TeleaInpainter),
         StageEntry(BiharmonicInpainter.spec, BiharmonicInpainter),
         StageEntry(RichardsonLucyDeblur.spec, RichardsonLucyDeblur),
+        StageEntry(GfpganFace.spec, face),
     ]
     return Registry(entries, weight_check=weight_check)

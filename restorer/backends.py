@@ -1,0 +1,67 @@
+"""The one place restorer imports its deep-learning frameworks, in the only order that works.
+
+Measured here: importing TensorFlow and then torchvision kills the process with a segmentation
+fault (exit 139); torch and torchvision first, then TensorFlow, works in one process. So:
+
+- :func:`torch_stack` imports torch and torchvision together. If TensorFlow is already loaded
+  without torchvision (someone imported it directly), it refuses with an error instead of
+  letting the process crash.
+- :func:`tensorflow` imports torch and torchvision first, then TensorFlow.
+
+Every restorer module that needs torchvision or TensorFlow gets it from here; keras (which
+loads TensorFlow) is imported only inside functions, after :func:`tensorflow`. A test checks
+both, so the crashing order cannot happen through restorer. Nothing is imported when this
+module is imported.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import threading
+from types import ModuleType
+
+from restorer.errors import RestorerError, StageUnavailableError
+
+__all__ = ["DEVICE_HELP", "check_device_choice", "tensorflow", "torch_stack"]
+
+DEVICE_HELP = "auto (CUDA when present, else CPU), cpu, cuda or cuda:N"
+"""What a device choice may be (CLI ``--device``, ``RESTORER_DEVICE``, ``ServiceConfig.device``)."""
+
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
+_lock = threading.RLock()
+
+
+def check_device_choice(choice: str) -> str:
+    """Return ``choice`` if it names a device restorer can use; RestorerError otherwise."""
+    if not isinstance(choice, str) or not _DEVICE.fullmatch(choice.strip().lower()):
+        raise RestorerError(f"unknown device '{choice}': use {DEVICE_HELP}")
+    return choice.strip().lower()
+
+
+def torch_stack() -> tuple[ModuleType, ModuleType]:
+    """``(torch, torchvision)``, imported in that order.
+
+    Raises StageUnavailableError when TensorFlow was imported before torchvision in this
+    process: importing torchvision now would crash it.
+    """
+    with _lock:
+        if "torchvision" not in sys.modules and "tensorflow" in sys.modules:
+            raise StageUnavailableError(
+                "TensorFlow was imported before torchvision in this process, and loading "
+                "torchvision after it crashes Python (segmentation fault); import TensorFlow "
+                "through restorer.backends.tensorflow(), or load restorer's torch stages first"
+            )
+        import torch
+        import torchvision
+
+    return torch, torchvision
+
+
+def tensorflow() -> ModuleType:
+    """TensorFlow, imported after torch and torchvision (the order that does not crash)."""
+    with _lock:
+        torch_stack()
+        import tensorflow as tf
+
+    return tf
