@@ -23,12 +23,12 @@ import pandas as pd  # noqa: E402
 
 from restorer import (ImageLimits, Pipeline, PlannedStage, RestoreResult, RestorerError,  # noqa: E402
                       StageKind, load_image, load_mask, plan_manual)
-from restorer.imaging import mask_to_image, overlay_mask, to_uint8  # noqa: E402
+from restorer.imaging import mask_to_image, outline_boxes, overlay_mask, to_uint8  # noqa: E402
 from restorer.service import ServiceConfig, build_pipeline  # noqa: E402
 
 log = logging.getLogger("restorer.app")
 
-KINDS = ("detect", "inpaint", "deblur")
+KINDS = ("detect", "inpaint", "deblur", "face")
 EXAMPLES = Path(__file__).parent / "examples"
 
 
@@ -42,6 +42,22 @@ class AppSettings:
     concurrency: int = 2
     queue_size: int = 32
     limits: ImageLimits = ImageLimits()
+
+
+@dataclass(frozen=True)
+class FaceChoice:
+    """The face controls of Manual mode."""
+
+    stage_id: str | None
+    fidelity: float
+    faces: str
+    min_size: float
+    upscale: int | str
+
+    def options(self) -> dict[str, Any]:
+        """Stage options for the face stage."""
+        return {"fidelity": float(self.fidelity), "faces": self.faces,
+                "min_size": int(self.min_size or 0), "upscale": int(self.upscale)}
 
 
 def _choices(pipeline: Pipeline, kind: StageKind) -> list[tuple[str, str]]:
@@ -67,11 +83,23 @@ def _outputs(result: RestoreResult) -> tuple[Any, ...]:
     note = (f"{heading}Stages: {', '.join(result.plan.ids) or 'none'} "
             f"({result.message}). "
             f"Defect mask {used}: {mask.mean() * 100:.2f} % of the photo.")
+    overlay = overlay_mask(result.input, mask)
+    for record in result.stages:
+        if record.kind == StageKind.FACE.value:
+            info = record.info
+            note += (f" Faces: {info.get('faces_found', 0)} found, "
+                     f"{info.get('faces_restored', 0)} restored (green boxes).")
+            if info.get("messages"):
+                note += " " + "; ".join(info["messages"]) + "."
+            # Boxes come in output pixels; the overlay is drawn on the input.
+            ratio = result.input.shape[1] / result.image.shape[1]
+            overlay = outline_boxes(overlay, [[v * ratio for v in box]
+                                              for box in info.get("boxes", [])])
     order = list(result.timings)
     timings = gr.BarPlot(pd.DataFrame({"stage": order, "seconds": list(result.timings.values())}),
                          sort=order)
     editor = {"background": before, "layers": [_mask_layer(mask)], "composite": None}
-    return (note, labels, (before, after), to_uint8(overlay_mask(result.input, mask)),
+    return (note, labels, (before, after), to_uint8(overlay),
             mask_to_image(mask), after, timings, _rounded(result.report()), editor)
 
 
@@ -130,22 +158,28 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
         return _outputs(result)
 
     def manual_plan(kinds: list[str], detect_id: str, sensitivity: float, inpaint_id: str,
-                    deblur_id: str, has_mask: bool):
+                    deblur_id: str, face: FaceChoice, has_mask: bool):
         chosen = {"detect": PlannedStage(detect_id, {"sensitivity": float(sensitivity)}),
-                  "inpaint": PlannedStage(inpaint_id), "deblur": PlannedStage(deblur_id)}
+                  "inpaint": PlannedStage(inpaint_id), "deblur": PlannedStage(deblur_id),
+                  "face": PlannedStage(face.stage_id, face.options())}
         return plan_manual([chosen[k] for k in KINDS if k in kinds], specs, has_mask=has_mask)
 
     def restore(photo, mode, kinds, detect_id, sensitivity, inpaint_id, deblur_id, mask_file,
-                progress=gr.Progress()):
-        """Restore a photo. mode: "Auto" (triage decides) or "Manual" (run the ticked kinds)."""
+                face_id, fidelity, which_faces, min_face, upscale, progress=gr.Progress()):
+        """Restore a photo. mode: "Auto" (triage decides) or "Manual" (run the ticked kinds).
+
+        Face options (Manual, kind "face"): fidelity 0..1 (0 keeps the input face), which faces
+        ("all", "centre" or "large" = at least ``min_face`` px), upscale 1, 2 or 4.
+        """
         try:
             image = load(photo)
             mask = (None if not mask_file
                     else load_mask(_upload_path(mask_file), shape=image.shape[:2], limits=limits))
             plan = None
             if mode == "Manual":
+                face = FaceChoice(face_id, fidelity, which_faces, min_face, upscale)
                 plan = manual_plan(kinds or [], detect_id, sensitivity, inpaint_id, deblur_id,
-                                   mask is not None)
+                                   face, mask is not None)
             return run(image, plan, mask, progress)
         except RestorerError as exc:
             raise gr.Error(str(exc)) from None
@@ -189,6 +223,18 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
                                              value=pipeline.auto.inpaint, label="Inpainting")
                     deblur_id = gr.Dropdown(_choices(pipeline, StageKind.DEBLUR),
                                             value="deblur.rl", label="Deblur")
+                    face_choices = _choices(pipeline, StageKind.FACE)
+                    face_id = gr.Dropdown(face_choices, value=face_choices[0][1] if face_choices
+                                          else None, label="Face restoration")
+                    fidelity = gr.Slider(0.0, 1.0, value=0.7, step=0.05,
+                                         label="Face fidelity (0 = keep the input face, "
+                                               "1 = full restoration)")
+                    with gr.Row():
+                        which_faces = gr.Radio(["all", "centre", "large"], value="all",
+                                               label="Which faces")
+                        min_face = gr.Number(64, precision=0, minimum=16,
+                                             label="'large' = at least (px)")
+                        upscale = gr.Radio([1, 2, 4], value=1, label="Upscale")
                     mask_file = gr.Image(label="Defect mask to use (optional, white = defect)",
                                          type="filepath", image_mode=None, height=160)
                 with gr.Row():
@@ -225,8 +271,8 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
         mode.change(lambda m: gr.update(visible=m == "Manual"), mode, manual_box,
                     api_visibility="private")
         run_button.click(restore, [photo, mode, kinds, detect_id, sensitivity, inpaint_id,
-                                   deblur_id, mask_file], outputs, api_name="restore",
-                         preprocess=False)
+                                   deblur_id, mask_file, face_id, fidelity, which_faces, min_face,
+                                   upscale], outputs, api_name="restore", preprocess=False)
         rerun.click(inpaint_with_editor, [photo, editor, editor_method], outputs,
                     api_visibility="private")
         detect_button.click(detect, [photo, detect_id, sensitivity], outputs, api_name="detect",

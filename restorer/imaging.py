@@ -12,8 +12,9 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Sequence, Union
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
@@ -29,6 +30,7 @@ __all__ = [
     "save_mask",
     "mask_to_image",
     "overlay_mask",
+    "outline_boxes",
     "validate_image",
     "validate_mask",
 ]
@@ -151,6 +153,23 @@ def overlay_mask(
     """Tint defect pixels of ``image`` (float (H, W, 3)) for display; returns float (H, W, 3)."""
     out = image.copy()
     out[mask] = 0.35 * out[mask] + 0.65 * np.asarray(colour, dtype=np.float32)
+    return out
+
+
+def outline_boxes(
+    image: np.ndarray,
+    boxes: Sequence[Sequence[float]],
+    *,
+    colour: tuple[float, float, float] = (0.1, 0.9, 0.2),
+) -> np.ndarray:
+    """Draw ``boxes`` ([x0, y0, x1, y1] in pixels of ``image``) on a copy of float (H, W, 3).
+
+    The line width follows the image size (about 1/300 of the long side, at least 2 px).
+    """
+    out = np.ascontiguousarray(image, dtype=np.float32).copy()
+    thickness = max(2, round(max(out.shape[:2]) / 300))
+    for x0, y0, x1, y1 in boxes:
+        cv2.rectangle(out, (round(x0), round(y0)), (round(x1), round(y1)), colour, thickness)
     return out
 
 

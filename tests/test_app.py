@@ -43,6 +43,10 @@ def cracked(tmp_path_factory):
     return path, damaged, np.asarray(Image.open(path).convert("RGB"))
 
 
+#: face_id, fidelity, which faces, min face size, upscale (the /restore inputs after the mask).
+FACE_DEFAULTS = ("face.gfpgan", 0.7, "all", 64, 1)
+
+
 def restore(client, photo, mode="Auto", kinds=(), mask=None, **options):
     args = {**DEFAULTS, **options}
     return client.predict(handle_file(str(photo)), mode, list(kinds), args["detect_id"],
@@ -124,6 +128,17 @@ def test_restore_auto_inpaints_only_the_detected_cracks(client, cracked):
     assert (overlay[defects][:, 0].astype(int) > before[defects][:, 0]).mean() > 0.5  # red tint
     assert len(out["slider"]) == 2 and all(Image.open(p).size == (512, 512)
                                            for p in out["slider"])
+
+
+def test_face_stage_without_weights_says_how_to_get_them(client, cracked):
+    """No face weights here: the page lists the stage as unavailable and a run says why."""
+    info = client.view_api(print_info=False, return_format="dict")
+    face_choices = [p for p in info["named_endpoints"]["/restore"]["parameters"]
+                    if p["parameter_name"] == "face_id"]
+    assert face_choices, "the /restore endpoint has no face_id parameter"
+    with pytest.raises(Exception, match="weights pull"):
+        client.predict(handle_file(str(cracked[0])), "Manual", ["face"], *DEFAULTS.values(), None,
+                       *FACE_DEFAULTS, api_name="/restore")
 
 
 def test_manual_inpaint_without_mask_is_refused(client, cracked):
@@ -220,7 +235,7 @@ def test_files_not_uploaded_through_the_app_are_refused(server, cracked):
 
     photo = {"path": str(cracked[0]), "orig_name": "cracked.png",
              "meta": {"_type": "gradio.FileData"}}
-    data = [photo, "Auto", [], *DEFAULTS.values(), None]
+    data = [photo, "Auto", [], *DEFAULTS.values(), None, *FACE_DEFAULTS]
     with httpx.Client(base_url=server, timeout=60) as http:
         call = http.post("gradio_api/call/restore", json={"data": data})
         assert call.status_code == 200, call.text

@@ -159,3 +159,13 @@ def test_save_is_atomic_and_leaves_nothing_on_error(photos, tmp_path, monkeypatc
     with pytest.raises(OSError, match="disk full"):
         save_image(photos["coffee"], tmp_path / "bad.png")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.png"]
+
+
+def test_outline_boxes_draws_only_the_outline_on_a_copy():
+    from restorer.imaging import outline_boxes
+
+    image = np.zeros((300, 400, 3), np.float32)
+    out = outline_boxes(image, [[100, 50, 200, 150]], colour=(0.0, 1.0, 0.0))
+    assert image.max() == 0.0  # the input is not drawn on
+    assert out[50, 150, 1] == 1.0 and out[150, 150, 1] == 1.0 and out[100, 100, 1] == 1.0
+    assert out[100, 150].max() == 0.0  # the inside stays as it was
