@@ -24,7 +24,7 @@ import pandas as pd  # noqa: E402
 from restorer import (ImageLimits, Pipeline, PlannedStage, RestoreResult, RestorerError,  # noqa: E402
                       StageKind, load_image, load_mask, plan_manual)
 from restorer.imaging import mask_to_image, outline_boxes, overlay_mask, to_uint8  # noqa: E402
-from restorer.service import ServiceConfig, build_pipeline  # noqa: E402
+from restorer.service import ServiceConfig, build_pipeline, warm_up  # noqa: E402
 
 log = logging.getLogger("restorer.app")
 
@@ -253,8 +253,9 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
                                                 value=pipeline.auto.inpaint, label="Inpainting")
                     rerun = gr.Button("Inpaint with this mask")
             with gr.Column(scale=2):
-                note = gr.Markdown("The triage here is the heuristic one (blur and crack "
-                                   "measurements); a trained classifier replaces it later.")
+                triage_spec = pipeline.registry.spec(pipeline.triage_id)
+                note = gr.Markdown(f"Triage: **{triage_spec.title}**: "
+                                   f"{triage_spec.description}")
                 labels = gr.Label(label="Damage found (triage)", num_top_classes=4)
                 slider = gr.ImageSlider(label="Before (left) / after (right): drag to compare",
                                         type="numpy", format="png")
@@ -311,7 +312,9 @@ def main(argv: list[str] | None = None) -> None:
     """Build the pipeline once and serve the page."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings, config = parse_args(argv)
-    launch(build_demo(build_pipeline(config), settings), settings)
+    pipeline = build_pipeline(config)
+    warm_up(pipeline)
+    launch(build_demo(pipeline, settings), settings)
 
 
 if __name__ == "__main__":

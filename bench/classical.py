@@ -322,7 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(["blur", "n", "strength", "sigma est.", "PSNR blurred", "PSNR deblurred",
                  "SSIM blurred", "SSIM deblurred"], deblur_rows))
 
-    print(f"\n## (d) Speed (seconds per megapixel, this machine)\n")
+    print("\n## (d) Speed (seconds per megapixel, this machine)\n")
     speed_rows = [["detect.morph", detect_speed]]
     speed_rows += [[f"inpaint.{m}", s] for m, s in inpaint_speed.items()]
     speed_rows.append(["deblur.rl", deblur_speed])

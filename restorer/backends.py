@@ -20,10 +20,11 @@ import re
 import sys
 import threading
 from types import ModuleType
+from typing import Any
 
 from restorer.errors import RestorerError, StageUnavailableError
 
-__all__ = ["DEVICE_HELP", "check_device_choice", "tensorflow", "torch_stack"]
+__all__ = ["DEVICE_HELP", "check_device_choice", "resolve_device", "tensorflow", "torch_stack"]
 
 DEVICE_HELP = "auto (CUDA when present, else CPU), cpu, cuda or cuda:N"
 """What a device choice may be (CLI ``--device``, ``RESTORER_DEVICE``, ``ServiceConfig.device``)."""
@@ -37,6 +38,25 @@ def check_device_choice(choice: str) -> str:
     if not isinstance(choice, str) or not _DEVICE.fullmatch(choice.strip().lower()):
         raise RestorerError(f"unknown device '{choice}': use {DEVICE_HELP}")
     return choice.strip().lower()
+
+
+def resolve_device(choice: str) -> Any:
+    """The ``torch.device`` for a device choice ("auto": CUDA when present, else CPU).
+
+    Raises StageUnavailableError when a CUDA device is asked for that torch does not see.
+    """
+    torch, _ = torch_stack()
+    choice = check_device_choice(choice)
+    if choice == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if choice.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(choice.partition(":")[2] or 0)
+        if index >= count:
+            raise StageUnavailableError(
+                f"device '{choice}' was asked for (--device or RESTORER_DEVICE) but torch sees "
+                f"{count} CUDA GPU(s) here; use 'auto' or 'cpu'")
+    return torch.device(choice)
 
 
 def torch_stack() -> tuple[ModuleType, ModuleType]:

@@ -13,7 +13,7 @@ from restorer.errors import RestorerError, StageError
 from restorer.imaging import validate_image, validate_mask
 from restorer.planner import AutoMethods, Plan, PlannedStage, plan_auto
 from restorer.registry import Registry
-from restorer.stages.base import ProgressFn, StageOutput, TriageResult, Work
+from restorer.stages.base import StageOutput, TriageResult, Work
 from restorer.tone import Tone, analyse_tone, apply_tone
 
 __all__ = ["StageRecord", "RestoreResult", "Pipeline", "PipelineProgress"]

@@ -17,7 +17,10 @@ from restorer.stages.deblur import RichardsonLucyDeblur
 from restorer.stages.detect import MorphologicalDetector
 from restorer.stages.face import GfpganFace
 from restorer.stages.inpaint import BiharmonicInpainter, NavierStokesInpainter, TeleaInpainter
+from restorer.stages.inpaint_exemplar import ExemplarInpainter
+from restorer.stages.inpaint_gan import LearnedInpainter
 from restorer.stages.triage import HeuristicTriage
+from restorer.stages.triage_net import NetTriage
 
 __all__ = ["StageEntry", "Registry", "default_registry"]
 
@@ -105,19 +108,30 @@ def default_registry(
     "cuda" or "cuda:N") when they run on torch.
     """
 
-    def face() -> Stage:
-        if weight_path is None:
-            raise StageUnavailableError(f"stage '{GfpganFace.spec.id}' needs weight files: build the "
-                                        "pipeline with restorer.service.build_pipeline")
-        return GfpganFace(weight_path, device=device)
+    def weighted(spec: StageSpec, build: Callable[[WeightPath], Stage]) -> Callable[[], Stage]:
+        """Factory of a stage that loads weight files (resolved by ``weight_path``)."""
+
+        def factory() -> Stage:
+            if weight_path is None:
+                raise StageUnavailableError(f"stage '{spec.id}' needs weight files: build the "
+                                            "pipeline with restorer.service.build_pipeline")
+            return build(weight_path)
+
+        return factory
 
     entries = [
         StageEntry(HeuristicTriage.spec, HeuristicTriage),
+        StageEntry(NetTriage.spec, weighted(NetTriage.spec, NetTriage)),
         StageEntry(MorphologicalDetector.spec, MorphologicalDetector),
         StageEntry(NavierStokesInpainter.spec, NavierStokesInpainter),
         StageEntry(TeleaInpainter.spec, TeleaInpainter),
         StageEntry(BiharmonicInpainter.spec, BiharmonicInpainter),
+        StageEntry(ExemplarInpainter.spec, ExemplarInpainter),
+        StageEntry(LearnedInpainter.spec, weighted(
+            LearnedInpainter.spec,
+            lambda path: LearnedInpainter(path(LearnedInpainter.spec.weights[0]), device=device))),
         StageEntry(RichardsonLucyDeblur.spec, RichardsonLucyDeblur),
-        StageEntry(GfpganFace.spec, face),
+        StageEntry(GfpganFace.spec,
+                   weighted(GfpganFace.spec, lambda path: GfpganFace(path, device=device))),
     ]
     return Registry(entries, weight_check=weight_check)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from restorer.planner import AutoMethods
 from restorer.registry import default_registry
 from restorer.weights import WeightStore, default_manifest_path, load_manifest
 
-__all__ = ["DEVICE_ENV", "ServiceConfig", "build_pipeline", "build_store"]
+__all__ = ["DEVICE_ENV", "ServiceConfig", "build_pipeline", "build_store", "warm_up"]
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +24,8 @@ DEVICE_ENV = "RESTORER_DEVICE"
 """Environment variable that forces where torch stages run (see ``ServiceConfig.device``)."""
 
 FACE_STAGE = "face.gfpgan"
+TRIAGE_STAGES = ("triage.net", "triage.heuristic")
+"""Triage stages in order of preference: the first whose weights are present is used."""
 
 
 def _device_from_env() -> str:
@@ -60,12 +63,17 @@ def build_store(config: ServiceConfig) -> WeightStore:
 def build_pipeline(config: ServiceConfig | None = None) -> Pipeline:
     """A pipeline over the default registry; stages whose weights are absent are unavailable.
 
-    Auto mode restores faces when the face stage's weights are present and verified.
+    Auto mode restores faces when the face stage's weights are present and verified, and
+    triages with the trained network when its weights are (else with the heuristic).
     """
     config = ServiceConfig() if config is None else config
     store = build_store(config)
     versions = {e.id: f"{e.repo_id}@{e.revision} sha256:{e.sha256[:12]}" for e in store.manifest}
-    registry = default_registry(weight_check=store.is_available,
+    def available(weight_id: str) -> bool:
+        # A manifest without the id (a custom one) simply lacks that stage.
+        return weight_id in store.manifest.ids and store.is_available(weight_id)
+
+    registry = default_registry(weight_check=available,
                                 weight_path=functools.partial(store.resolve, download=False),
                                 device=config.device)
     missing = registry.missing_weights(FACE_STAGE)
@@ -73,4 +81,25 @@ def build_pipeline(config: ServiceConfig | None = None) -> Pipeline:
         log.info("Auto mode will not restore faces: weights %s are not available here",
                  ", ".join(missing))
     auto = AutoMethods(face=None if missing else FACE_STAGE)
-    return Pipeline(registry, auto=auto, weight_versions=versions)
+    triage = next(t for t in TRIAGE_STAGES if registry.is_available(t))
+    if triage != TRIAGE_STAGES[0]:
+        log.info("triage falls back to %s: %s is unavailable", triage, TRIAGE_STAGES[0])
+    return Pipeline(registry, triage_id=triage, auto=auto, weight_versions=versions)
+
+
+def warm_up(pipeline: Pipeline) -> threading.Thread:
+    """Build the triage stage (loading its framework and model) in a background thread.
+
+    The server starts at once; the first request finds the model loaded, or waits for it on
+    the registry's lock. A failure is logged; that request then reports it.
+    """
+
+    def build() -> None:
+        try:
+            pipeline.registry.build(pipeline.triage_id)
+        except Exception:  # logged here; the request that needs the stage reports it
+            log.exception("could not load the triage stage %s", pipeline.triage_id)
+
+    thread = threading.Thread(target=build, name="restorer-warm-up", daemon=True)
+    thread.start()
+    return thread

@@ -63,11 +63,13 @@ def serve(cache_dir: Path) -> Iterator[str]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("GRADIO_TEMP_DIR", str(cache_dir))
         import app
-        from restorer.service import ServiceConfig, build_pipeline
+        from restorer.service import ServiceConfig, build_pipeline, warm_up
 
         settings = app.AppSettings(host="127.0.0.1", port=free_port(), concurrency=2,
                                    queue_size=16)
-        demo = app.build_demo(build_pipeline(ServiceConfig(offline=True)), settings)
+        pipeline = build_pipeline(ServiceConfig(offline=True))
+        warm_up(pipeline)  # as app.main does
+        demo = app.build_demo(pipeline, settings)
         app.launch(demo, settings, prevent_thread_lock=True, quiet=True)
         try:
             url = demo.local_url

@@ -65,7 +65,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping, TypeVar
 import cv2
 import numpy as np
 
-from restorer.backends import check_device_choice, torch_stack
+from restorer.backends import resolve_device, torch_stack
 from restorer.errors import PlanError, RestorerError, StageUnavailableError, WeightsError
 from restorer.stages.base import ProgressFn, StageKind, StageOutput, StageSpec, Work
 from restorer.tone import Tone, analyse_tone, apply_tone
@@ -234,20 +234,6 @@ def _load_nets(tp: FaceLibraries, paths: Mapping[str, Path], archs: FaceArchitec
     detector = tp.RetinaFace(network_name="resnet50", half=False, device=device)
     _load(detector, paths["retinaface_resnet50"], "retinaface_resnet50")
     return _Nets(device, detector.to(device), parser.to(device), gfpgan.to(device))
-
-
-def _resolve_device(torch: Any, choice: str) -> torch.device:
-    choice = check_device_choice(choice)
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if choice.startswith("cuda"):
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        index = int(choice.partition(":")[2] or 0)
-        if index >= count:
-            raise StageUnavailableError(
-                f"device '{choice}' was asked for (--device or RESTORER_DEVICE) but torch sees "
-                f"{count} CUDA GPU(s) here; use 'auto' or 'cpu'")
-    return torch.device(choice)
 
 
 # --------------------------------------------------------------------------- options
@@ -449,7 +435,7 @@ class GfpganFace:
         self._third_party = tp
         self._archs = archs
         self._paths = {weight_id: Path(weight_path(weight_id)) for weight_id in WEIGHT_IDS}
-        main = _resolve_device(tp.torch, device)
+        main = resolve_device(device)
         if precision == "fp16" and main.type != "cuda":
             raise RestorerError("fp16 needs a CUDA device; use precision 'fp32' or 'auto' on the CPU")
         self.half = main.type == "cuda" and precision != "fp32"

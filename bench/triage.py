@@ -1,0 +1,175 @@
+#!/usr/bin/env python
+"""Benchmark the triage classifiers on held-out synthetic damage, and label the real photos.
+
+    python bench/triage.py [--data ../shared/data] [--count 400] [--seed 1]
+                           [--model compact=weights/triage_net.keras ...]
+                           [--real-sheet docs/triage-real.png] [--real-table docs/triage-real.md]
+
+The test set is made by the training module's own generator (``restorer.train.triage``) from the
+held-out photos only (never seen in training), four labels in equal numbers, seeded. Each model
+and the heuristic triage (detect.morph + triage.heuristic) run in this one process and the script
+prints: four-label accuracy, per-class precision / recall, the confusion matrix (rows = truth),
+milliseconds per photo on this CPU (views included) and the model's size.
+
+``--real-table`` writes the first model's labels for every photo under ``DATA/real`` as a
+markdown table; ``--real-sheet`` a contact sheet of thumbnails with their labels, for looking at
+by eye. The photos' licences are mixed: keep the sheet out of the repository.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from restorer.imaging import load_image  # noqa: E402
+from restorer.registry import default_registry  # noqa: E402
+from restorer.stages.base import Work  # noqa: E402
+from restorer.stages.triage_net import NetTriage  # noqa: E402
+from restorer.train.triage import (LABELS, evaluate, make_sample,  # noqa: E402
+                                   source_photos)
+
+_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def _quiet(fraction: float, message: str) -> None:
+    """Progress callback that ignores progress."""
+
+
+def heldout_samples(data: Path, count: int, seed: int) -> list:
+    """``count`` seeded samples (labels balanced) from the held-out photos."""
+    rng = np.random.default_rng(seed)
+    paths = source_photos(data, "heldout")
+    photos: dict[Path, np.ndarray] = {}
+    samples = []
+    for index in range(count):
+        path = paths[int(rng.integers(len(paths)))]
+        if path not in photos:
+            photos[path] = load_image(path)
+        samples.append(make_sample(photos[path], index % len(LABELS), rng))
+    return samples
+
+
+def run_net(path: Path, samples: list) -> tuple[np.ndarray, float, NetTriage]:
+    """(p_blur, p_crack) per sample, mean seconds per photo, and the loaded stage."""
+    stage = NetTriage(lambda weight_id: path)
+    stage.probabilities(samples[0].image)  # load and warm up outside the timing
+    started = time.perf_counter()
+    out = np.array([stage.probabilities(s.image) for s in samples])
+    return out, (time.perf_counter() - started) / len(samples), stage
+
+
+def run_heuristic(samples: list) -> tuple[np.ndarray, float]:
+    """The heuristic triage's (p_blur, p_crack) stand-ins (its two decisions) and s/photo."""
+    registry = default_registry()
+    detect, triage = registry.build("detect.morph"), registry.build("triage.heuristic")
+    detect_options = dict(detect.spec.options)
+    triage_options = dict(triage.spec.options)
+    out = []
+    started = time.perf_counter()
+    for sample in samples:
+        mask = detect.run(Work(sample.image), detect_options, _quiet).mask
+        result = triage.run(Work(sample.image, mask), triage_options, _quiet).triage
+        out.append((float(result.blurred), float(result.cracked)))
+    return np.array(out), (time.perf_counter() - started) / len(samples)
+
+
+def print_report(name: str, metrics: dict, ms: float, size: str) -> None:
+    print(f"### {name}\n")
+    print(f"accuracy **{metrics['accuracy']:.4f}**, {ms:.1f} ms per photo, {size}\n")
+    print("| truth \\ predicted | " + " | ".join(LABELS) + " | recall |")
+    print("|---" * (len(LABELS) + 2) + "|")
+    for index, name_ in enumerate(LABELS):
+        row = metrics["confusion"][index]
+        print(f"| {name_} | " + " | ".join(str(v) for v in row)
+              + f" | {metrics['per_class'][name_]['recall']:.3f} |")
+    print("| precision | " + " | ".join(f"{metrics['per_class'][n]['precision']:.3f}"
+                                        for n in LABELS) + " | |\n")
+
+
+def label_real(stage: NetTriage, data: Path, table: Path | None, sheet: Path | None) -> None:
+    """Label every photo under ``data/real``; write a markdown table and/or a contact sheet."""
+    rows, tiles = [], []
+    for folder in sorted(p for p in (data / "real").iterdir() if p.is_dir()):
+        for path in sorted(p for p in folder.iterdir() if p.suffix.lower() in _SUFFIXES):
+            if "mask" in path.stem:
+                continue
+            image = load_image(path)
+            p_blur, p_crack = stage.probabilities(image)
+            label = LABELS[int(p_blur >= 0.5) + 2 * int(p_crack >= 0.5)]
+            rows.append(f"| {folder.name}/{path.name} | {label} | {p_blur:.2f} | {p_crack:.2f} |")
+            if sheet is not None:
+                tiles.append(_tile(image, f"{label} b{p_blur:.2f} c{p_crack:.2f}"))
+    if table is not None:
+        table.write_text("| photo | label | p(blur) | p(crack) |\n|---|---|---|---|\n"
+                         + "\n".join(rows) + "\n")
+        print(f"wrote {table} ({len(rows)} photos)")
+    if sheet is not None:
+        columns = 10
+        while len(tiles) % columns:
+            tiles.append(np.zeros_like(tiles[0]))
+        grid = np.vstack([np.hstack(tiles[i:i + columns]) for i in range(0, len(tiles), columns)])
+        cv2.imwrite(str(sheet), cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+        print(f"wrote {sheet}")
+
+
+def _tile(image: np.ndarray, text: str, side: int = 160) -> np.ndarray:
+    height, width = image.shape[:2]
+    scale = side / max(height, width)
+    small = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
+                       interpolation=cv2.INTER_AREA)
+    tile = np.zeros((side + 18, side, 3), np.uint8)
+    tile[:small.shape[0], :small.shape[1]] = (small * 255 + 0.5).astype(np.uint8)
+    cv2.putText(tile, text, (2, side + 13), cv2.FONT_HERSHEY_SIMPLEX, 0.36, (255, 255, 0), 1,
+                cv2.LINE_AA)
+    return tile
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    parser.add_argument("--count", type=int, default=400, help="held-out samples (default 400)")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--model", action="append", default=None, metavar="NAME=PATH",
+                        help="a .keras triage model (repeatable; default "
+                             "compact=weights/triage_net.keras)")
+    parser.add_argument("--no-heuristic", action="store_true")
+    parser.add_argument("--real-table", type=Path, default=None)
+    parser.add_argument("--real-sheet", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    models = [m.split("=", 1) for m in (args.model or
+                                        [f"compact={REPO / 'weights' / 'triage_net.keras'}"])]
+    samples = heldout_samples(args.data, args.count, args.seed)
+    sizes = {}
+    print(f"# Triage on {len(samples)} held-out synthetic photos (seed {args.seed})\n")
+    first_stage = None
+    for name, path in models:
+        probabilities, seconds, stage = run_net(Path(path), samples)
+        first_stage = first_stage or stage
+        model = stage._model
+        sizes[name] = (f"{model.count_params():,} parameters, "
+                       f"{Path(path).stat().st_size / 1e6:.2f} MB")
+        targets = np.array([s.targets for s in samples])
+        print_report(f"{name} ({Path(path).name})", evaluate(probabilities, targets),
+                     seconds * 1e3, sizes[name])
+    if not args.no_heuristic:
+        decisions, seconds = run_heuristic(samples)
+        targets = np.array([s.targets for s in samples])
+        print_report("heuristic (detect.morph + triage.heuristic)",
+                     evaluate(decisions, targets), seconds * 1e3, "no model")
+    if args.real_table or args.real_sheet:
+        label_real(first_stage, args.data, args.real_table, args.real_sheet)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Training of restorer's own models (run as ``python -m restorer.train.<model>``)."""

@@ -1,0 +1,320 @@
+"""Train the triage network (``triage.net``) from scratch on synthetic damage.
+
+    python -m restorer.train.triage --data ../shared/data --out weights/triage_net.keras
+
+Photos come from the data folder's clean sets, split by source photo (:data:`SPLITS`): training
+photos never appear in validation. Each sample is one photo at a random size (long side 320 to
+1024 px, never enlarged) with one of the four labels drawn evenly: clean, blurred (Gaussian,
+defocus or slight motion), cracked (1 to 6 light and dark cracks from :mod:`restorer.synth`), or
+both (blur first: the print was blurred, then cracked). Old-photo nuisances that are not damage
+are applied to every class alike (:func:`age`: sepia or grey toning, fading, film grain, JPEG),
+so that the network does not call every old-looking photo damaged. Everything is seeded.
+
+Two architectures share the multi-view wrapper (:func:`build_model`): ``compact`` (separable
+convolutions, the shipped one) and ``inception`` (Keras' InceptionV3, ``weights=None``, the
+paper's network at this input size), so they can be compared on accuracy, size and latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+
+from restorer import synth
+from restorer.imaging import load_image
+from restorer.stages.triage_net import VIEW_COUNT, VIEW_SIZE, triage_views
+
+__all__ = ["LABELS", "SPLITS", "Sample", "age", "make_sample", "source_photos", "make_set",
+           "build_model", "train", "evaluate", "main"]
+
+log = logging.getLogger(__name__)
+
+LABELS = ("clean", "blurred", "cracked", "blurred+cracked")
+#: (folder, slice) of ``DATA/clean`` per split. Held out: the same photos the detector's
+#: benchmark holds out, plus the last Yale B faces.
+SPLITS = {
+    "train": (("kodak24", slice(None)), ("bsds-test", slice(0, 100)),
+              ("faces-celebahq", slice(0, 14)), ("faces-gray-yaleb", slice(0, 40))),
+    "heldout": (("bsds-test", slice(100, None)), ("faces-celebahq", slice(14, None)),
+                ("faces-gray-yaleb", slice(150, 170))),
+}
+_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".tif", ".tiff")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One synthetic photo: float32 (H, W, 3) [0, 1] and its label index into LABELS."""
+
+    image: np.ndarray
+    label: int
+
+    @property
+    def targets(self) -> tuple[float, float]:
+        """(blurred, cracked) as 0/1."""
+        return float(self.label in (1, 3)), float(self.label in (2, 3))
+
+
+def source_photos(data: Path, split: str) -> list[Path]:
+    """Clean photo files of ``split`` under ``data/clean``, in a fixed order."""
+    paths: list[Path] = []
+    for folder, part in SPLITS[split]:
+        files = sorted(p for p in (data / "clean" / folder).iterdir()
+                       if p.suffix.lower() in _SUFFIXES)
+        paths += files[part]
+    if not paths:
+        raise FileNotFoundError(f"no clean photos under {data / 'clean'}: pass --data")
+    return paths
+
+
+def age(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Toning and fading of an old print (not damage): float32 (H, W, 3) [0, 1]."""
+    out = image
+    if rng.random() < 0.5:
+        grey = out @ np.array([0.299, 0.587, 0.114], np.float32)
+        tint = (np.array([1.0, 1.0, 1.0], np.float32) if rng.random() < 0.4 else
+                np.array([1.0, rng.uniform(0.82, 0.95), rng.uniform(0.6, 0.85)], np.float32))
+        out = grey[..., None] * tint
+    if rng.random() < 0.4:
+        low, high = rng.uniform(0.0, 0.2), rng.uniform(0.75, 1.0)
+        out = low + (high - low) * out
+        out = out * np.array([1.0, 0.97, rng.uniform(0.85, 0.97)], np.float32)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def scan(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Film grain and JPEG compression of a scan (not damage): float32 (H, W, 3) [0, 1]."""
+    out = image
+    if rng.random() < 0.5:
+        sigma = rng.uniform(0.005, 0.03)
+        grain = rng.normal(0.0, sigma, out.shape[:2]).astype(np.float32)
+        if rng.random() < 0.5:  # clumped grain
+            grain = cv2.GaussianBlur(grain, (0, 0), 0.7) * 1.6
+        out = out + grain[..., None]
+    out = np.clip(out, 0.0, 1.0).astype(np.float32)
+    if rng.random() < 0.5:
+        quality = int(rng.integers(40, 95))
+        ok, buf = cv2.imencode(".jpg", (out[..., ::-1] * 255 + 0.5).astype(np.uint8),
+                               [cv2.IMWRITE_JPEG_QUALITY, quality])
+        out = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32) / 255.0
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _blur(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Blur that old photos show, at a strength a viewer would call blurred."""
+    kind = rng.choice(["gaussian", "gaussian", "defocus", "motion"])
+    strength = {"gaussian": rng.uniform(1.5, 4.0), "defocus": rng.uniform(2.0, 5.0),
+                "motion": rng.uniform(2.5, 6.0)}[str(kind)]
+    return synth.blur(image, rng, kind=str(kind), strength=float(strength))
+
+
+#: Damage a viewer could not see is not damage: blur must cost the photo at least this much
+#: PSNR below ``BLUR_MAX_PSNR`` dB, cracks must differ from what they cover by ``CRACK_CONTRAST``.
+BLUR_MAX_PSNR = 34.0
+CRACK_CONTRAST = 0.12
+
+
+def make_sample(photo: np.ndarray, label: int, rng: np.random.Generator,
+                tries: int = 4) -> Sample | None:
+    """A synthetic photo with ``label`` from clean float32 (H, W, 3) ``photo``.
+
+    The damage is redrawn when it would be invisible (blur on a flat photo, a light crack over
+    a white sky); None after ``tries`` invisible draws, so the caller picks another photo.
+    """
+    height, width = photo.shape[:2]
+    side = rng.uniform(320, 1024)
+    scale = min(1.0, side / max(height, width))
+    image = photo
+    if scale < 1.0:
+        image = cv2.resize(photo, (round(width * scale), round(height * scale)),
+                           interpolation=cv2.INTER_AREA)
+    if rng.random() < 0.5:
+        image = image[:, ::-1]
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    blurred, cracked = label in (1, 3), label in (2, 3)
+    if blurred:
+        for _ in range(tries):
+            candidate = _blur(image, rng)
+            if _psnr(image, candidate) <= BLUR_MAX_PSNR:
+                break
+        else:
+            return None
+        image = candidate
+    image = age(image, rng)
+    if cracked:
+        for _ in range(tries):
+            damaged = synth.damage(image, rng, cracks=True, crack_count=(1, 6))
+            if damaged.mask.any() and _contrast(image, damaged) >= CRACK_CONTRAST:
+                break
+        else:
+            return None
+        image = damaged.image
+    return Sample(scan(image, rng), label)
+
+
+def _psnr(reference: np.ndarray, image: np.ndarray) -> float:
+    error = float(np.mean((reference - image) ** 2))
+    return float("inf") if error == 0 else 10.0 * np.log10(1.0 / error)
+
+
+def _contrast(before: np.ndarray, damaged: synth.Damaged) -> float:
+    """Mean absolute change, over the crack pixels, of the most changed channel."""
+    return float(np.abs(damaged.image - before).max(axis=2)[damaged.mask].mean())
+
+
+def make_set(paths: Sequence[Path], count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` samples, labels balanced: views uint8 (N, 10, S, S, 3), targets float32 (N, 2)."""
+    rng = np.random.default_rng(seed)
+    photos: dict[Path, np.ndarray] = {}
+    views = np.empty((count, VIEW_COUNT, VIEW_SIZE, VIEW_SIZE, 3), np.uint8)
+    targets = np.empty((count, 2), np.float32)
+    for index in range(count):
+        sample = None
+        while sample is None:
+            path = paths[int(rng.integers(len(paths)))]
+            if path not in photos:
+                photos[path] = load_image(path)
+            sample = make_sample(photos[path], index % len(LABELS), rng)
+        views[index] = (triage_views(sample.image) * 255.0 + 0.5).astype(np.uint8)
+        targets[index] = sample.targets
+    return views, targets
+
+
+def build_model(arch: str = "compact", seed: int = 0) -> Any:
+    """Keras model: (N, 10, S, S, 3) float in [0, 1] -> (N, 2) sigmoid (p_blur, p_crack)."""
+    from restorer.backends import tensorflow
+
+    tensorflow()
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(seed)
+    view = keras.Input((VIEW_SIZE, VIEW_SIZE, 3))
+    if arch == "compact":
+        x = layers.Conv2D(16, 3, padding="same", use_bias=False)(view)
+        x = layers.ReLU()(layers.BatchNormalization()(x))
+        for width, pool in ((32, True), (64, True), (96, True), (128, False)):
+            x = layers.SeparableConv2D(width, 3, padding="same", use_bias=False)(x)
+            x = layers.ReLU()(layers.BatchNormalization()(x))
+            if pool:
+                x = layers.MaxPooling2D()(x)
+        features = layers.Concatenate()([layers.GlobalMaxPooling2D()(x),
+                                         layers.GlobalAveragePooling2D()(x)])
+    elif arch == "inception":
+        base = keras.applications.InceptionV3(include_top=False, weights=None,
+                                              input_shape=(VIEW_SIZE, VIEW_SIZE, 3))
+        # InceptionV3 expects [-1, 1].
+        features = layers.GlobalAveragePooling2D()(base(layers.Rescaling(2.0, -1.0)(view)))
+    else:
+        raise ValueError(f"unknown architecture '{arch}': use compact or inception")
+    backbone = keras.Model(view, features, name=f"{arch}_backbone")
+    photo = keras.Input((VIEW_COUNT, VIEW_SIZE, VIEW_SIZE, 3))
+    per_view = layers.TimeDistributed(backbone)(photo)
+    pooled = layers.Concatenate()([layers.GlobalMaxPooling1D()(per_view),
+                                   layers.GlobalAveragePooling1D()(per_view)])
+    hidden = layers.Dropout(0.2)(layers.Dense(64, activation="relu")(pooled))
+    out = layers.Dense(2, activation="sigmoid")(hidden)
+    return keras.Model(photo, out, name=f"triage_{arch}")
+
+
+def _as_float(views: np.ndarray) -> np.ndarray:
+    return views.astype(np.float32) / 255.0
+
+
+def train(model: Any, train_set: tuple[np.ndarray, np.ndarray],
+          val_set: tuple[np.ndarray, np.ndarray], *, epochs: int, batch: int = 32,
+          budget_s: float | None = None, seed: int = 0) -> list[dict[str, float]]:
+    """Adam + binary cross-entropy; stops early after ``budget_s`` seconds. Returns history."""
+    import keras
+
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy",
+                  metrics=[keras.metrics.BinaryAccuracy(name="acc")])
+    views, targets = train_set
+    val = (_as_float(val_set[0]), val_set[1])
+    rng = np.random.default_rng(seed)
+    history: list[dict[str, float]] = []
+    started = time.perf_counter()
+    for epoch in range(epochs):
+        order = rng.permutation(len(views))
+        lr = 1e-3 * 0.5 * (1 + np.cos(np.pi * epoch / epochs))
+        model.optimizer.learning_rate.assign(lr)
+        losses = []
+        for start in range(0, len(order), batch):
+            chunk = np.sort(order[start:start + batch])
+            losses.append(float(model.train_on_batch(_as_float(views[chunk]),
+                                                     targets[chunk])[0]))
+        val_loss, val_acc = model.evaluate(*val, batch_size=32, verbose=0)
+        entry = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_loss": float(val_loss),
+                 "val_bit_acc": float(val_acc), "seconds": time.perf_counter() - started}
+        history.append(entry)
+        log.info("epoch %d: %s", epoch + 1, entry)
+        if budget_s is not None and entry["seconds"] > budget_s:
+            log.info("time budget of %.0f s spent after %d epochs", budget_s, epoch + 1)
+            break
+    return history
+
+
+def evaluate(probabilities: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
+    """Four-label accuracy, per-class precision/recall and confusion (rows = truth)."""
+    predicted = (probabilities[:, 0] >= 0.5).astype(int) + 2 * (probabilities[:, 1] >= 0.5)
+    truth = targets[:, 0].astype(int) + 2 * targets[:, 1].astype(int)
+    confusion = np.zeros((4, 4), int)
+    np.add.at(confusion, (truth, predicted), 1)
+    per_class = {}
+    for index, name in enumerate(LABELS):
+        tp = confusion[index, index]
+        per_class[name] = {"precision": float(tp / max(confusion[:, index].sum(), 1)),
+                           "recall": float(tp / max(confusion[index].sum(), 1))}
+    return {"accuracy": float(np.trace(confusion) / confusion.sum()), "per_class": per_class,
+            "confusion": confusion.tolist()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Train restorer's triage network.")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"),
+                        help="data folder holding clean/ (default ../shared/data)")
+    parser.add_argument("--out", type=Path, default=Path("weights/triage_net.keras"))
+    parser.add_argument("--arch", choices=("compact", "inception"), default="compact")
+    parser.add_argument("--train-count", type=int, default=3000)
+    parser.add_argument("--val-count", type=int, default=400)
+    parser.add_argument("--epochs", type=int, default=14)
+    parser.add_argument("--budget-minutes", type=float, default=None,
+                        help="stop after the epoch that passes this wall-clock budget")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+
+    started = time.perf_counter()
+    train_set = make_set(source_photos(args.data, "train"), args.train_count, args.seed)
+    val_set = make_set(source_photos(args.data, "heldout"), args.val_count, args.seed + 1)
+    log.info("data: %d train / %d val samples in %.0f s", len(train_set[0]), len(val_set[0]),
+             time.perf_counter() - started)
+    model = build_model(args.arch, args.seed)
+    budget = None if args.budget_minutes is None else args.budget_minutes * 60.0
+    history = train(model, train_set, val_set, epochs=args.epochs, budget_s=budget,
+                    seed=args.seed)
+    probabilities = np.asarray(model.predict(_as_float(val_set[0]), batch_size=32, verbose=0))
+    metrics = evaluate(probabilities, val_set[1])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    partial = args.out.with_name(args.out.name + ".partial.keras")
+    model.save(partial)
+    partial.replace(args.out)
+    report = {"arch": args.arch, "params": int(model.count_params()),
+              "bytes": args.out.stat().st_size, "epochs_run": len(history),
+              "train_seconds": history[-1]["seconds"], "seed": args.seed,
+              "train_count": args.train_count, "val_count": args.val_count,
+              "heldout": metrics, "history": history}
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in report.items() if k != "history"}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,125 @@
+"""The trained triage network: its views, the shipped model, and TensorFlow beside torch.
+
+The model test uses the bundled ``weights/triage_net.keras`` through the manifest (sha256
+checked) on seeded synthetic photos made from scikit-image's photos, which the model never saw
+(it was trained on ../shared/data). Thresholds are the measured values with a margin.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from skimage import data
+
+from restorer.errors import StageUnavailableError
+from restorer.imaging import load_image
+from restorer.registry import default_registry
+from restorer.service import ServiceConfig, build_store
+from restorer.stages.base import Work
+from restorer.stages.triage_net import (VIEW_COUNT, VIEW_SIZE, WEIGHT_ID, NetTriage,
+                                        triage_views)
+from restorer.train.triage import LABELS, make_sample
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Measured with the shipped model on these 48 photos (12 per class): clean 0.67, blurred 0.67,
+#: cracked 0.67, blurred+cracked 0.92 (chance: 0.25). Far from the paper's 0.995: see
+#: docs/triage.md. The floor catches a broken or swapped model, not a small regression.
+MIN_ACCURACY = {"clean": 0.5, "blurred": 0.5, "cracked": 0.5, "blurred+cracked": 0.75}
+
+
+@pytest.fixture(scope="module")
+def stage() -> NetTriage:
+    store = build_store(ServiceConfig(offline=True))
+    if not store.is_available(WEIGHT_ID):
+        pytest.fail("weights/triage_net.keras is missing or does not match the manifest")
+    return NetTriage(lambda weight_id: store.resolve(weight_id, download=False))
+
+
+@pytest.mark.parametrize("shape", [(512, 512), (40, 30), (16, 3000), (3000, 2000)])
+def test_views_have_a_fixed_shape_for_any_photo(shape):
+    rng = np.random.default_rng(0)
+    image = rng.random(shape + (3,), dtype=np.float32)
+    views = triage_views(image)
+    assert views.shape == (VIEW_COUNT, VIEW_SIZE, VIEW_SIZE, 3) and views.dtype == np.float32
+    assert 0.0 <= views.min() and views.max() <= 1.0
+
+
+def test_crops_keep_full_resolution_detail():
+    """A sharp checkerboard stays sharp in the crops (blur evidence is not downscaled away)."""
+    board = (np.indices((800, 800)).sum(axis=0) % 2).astype(np.float32)
+    views = triage_views(np.repeat(board[..., None], 3, axis=2))
+    assert np.abs(np.diff(views[0, ..., 0], axis=1)).mean() > 0.9
+    assert np.abs(np.diff(views[-1, ..., 0], axis=1)).mean() < 0.5  # the shrunk whole photo
+
+
+def _cases() -> list:
+    rng = np.random.default_rng(2024)
+    photos = [load_image(getattr(data, n)()) for n in ("astronaut", "coffee", "chelsea",
+                                                          "camera", "rocket", "cat")]
+    cases = []
+    for i in range(12):
+        for label in range(len(LABELS)):
+            sample = None
+            while sample is None:  # None: the damage would have been invisible on this photo
+                sample = make_sample(photos[(i + len(cases)) % len(photos)], label, rng)
+            cases.append(sample)
+    return cases
+
+
+def test_classifies_each_class(stage):
+    per_class: dict[str, list[bool]] = {name: [] for name in LABELS}
+    for sample in _cases():
+        p_blur, p_crack = stage.probabilities(sample.image)
+        predicted = int(p_blur >= 0.5) + 2 * int(p_crack >= 0.5)
+        per_class[LABELS[sample.label]].append(predicted == sample.label)
+    for name, hits in per_class.items():
+        assert np.mean(hits) >= MIN_ACCURACY[name], (name, hits)
+
+
+def test_stage_gives_four_labels_that_sum_to_one(stage, photos):
+    result = stage.run(Work(photos["chelsea"]), {}, lambda f, m: None).triage
+    assert set(result.confidences) == set(LABELS) and result.method == "net"
+    assert sum(result.confidences.values()) == pytest.approx(1.0)
+
+
+def test_unusual_size_and_aspect_are_accepted(stage):
+    for shape in ((16, 2400), (2400, 16), (17, 23)):
+        image = np.full(shape + (3,), 0.5, np.float32)
+        p_blur, p_crack = stage.probabilities(image)
+        assert 0.0 <= p_blur <= 1.0 and 0.0 <= p_crack <= 1.0
+
+
+def test_same_answer_twice(stage, photos):
+    assert stage.probabilities(photos["coffee"]) == stage.probabilities(photos["coffee"])
+
+
+def test_unavailable_with_pull_hint_when_weights_absent():
+    registry = default_registry(weight_check=lambda weight_id: False)
+    with pytest.raises(StageUnavailableError, match="weights pull triage_net"):
+        registry.build("triage.net")
+
+
+def test_tensorflow_and_torch_share_one_process():
+    """torch runs, then the Keras model, then torch again, in one fresh interpreter."""
+    code = (
+        "from restorer.backends import torch_stack, tensorflow\n"
+        "torch, tv = torch_stack()\n"
+        "x = torch.ones(2, 2) @ torch.ones(2, 2)\n"
+        "tf = tensorflow()\n"
+        "import numpy as np\n"
+        "from restorer.service import ServiceConfig, build_store\n"
+        "from restorer.stages.triage_net import NetTriage\n"
+        "store = build_store(ServiceConfig(offline=True))\n"
+        "stage = NetTriage(lambda w: store.resolve(w, download=False))\n"
+        "p = stage.probabilities(np.full((300, 400, 3), 0.5, np.float32))\n"
+        "y = tv.transforms.functional.hflip(torch.arange(4.0).reshape(1, 2, 2))\n"
+        "print(float(x.sum()), len(p), float(y[0, 0, 0]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["8.0", "2", "1.0"]
