@@ -15,6 +15,7 @@ from restorer.errors import PlanError, StageUnavailableError
 from restorer.stages.base import Stage, StageKind, StageSpec
 from restorer.stages.deblur import RichardsonLucyDeblur
 from restorer.stages.detect import MorphologicalDetector
+from restorer.stages.detect_learned import DescriptorDetector, SegmentationDetector
 from restorer.stages.face import GfpganFace
 from restorer.stages.inpaint import BiharmonicInpainter, NavierStokesInpainter, TeleaInpainter
 from restorer.stages.inpaint_exemplar import ExemplarInpainter
@@ -123,6 +124,12 @@ def default_registry(
         StageEntry(HeuristicTriage.spec, HeuristicTriage),
         StageEntry(NetTriage.spec, weighted(NetTriage.spec, NetTriage)),
         StageEntry(MorphologicalDetector.spec, MorphologicalDetector),
+        StageEntry(SegmentationDetector.spec, weighted(
+            SegmentationDetector.spec,
+            lambda path: SegmentationDetector(path(SegmentationDetector.spec.weights[0])))),
+        StageEntry(DescriptorDetector.spec, weighted(
+            DescriptorDetector.spec,
+            lambda path: DescriptorDetector(path(DescriptorDetector.spec.weights[0])))),
         StageEntry(NavierStokesInpainter.spec, NavierStokesInpainter),
         StageEntry(TeleaInpainter.spec, TeleaInpainter),
         StageEntry(BiharmonicInpainter.spec, BiharmonicInpainter),

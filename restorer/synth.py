@@ -20,6 +20,9 @@ __all__ = [
     "apply_cracks",
     "blur",
     "damage",
+    "spot_alpha",
+    "DefectSample",
+    "defects",
 ]
 
 TRUTH_ALPHA = 0.3
@@ -178,3 +181,85 @@ def damage(
             image = apply_cracks(image, alpha, rng, polarity=polarity)
             mask |= alpha >= TRUTH_ALPHA
     return Damaged(image=image, clean=clean, mask=mask, blurred=blurred, cracked=cracks)
+
+
+def spot_alpha(
+    shape: tuple[int, int],
+    rng: np.random.Generator,
+    *,
+    count: int = 30,
+    radius: tuple[float, float] = (0.5, 3.0),
+) -> np.ndarray:
+    """Coverage in [0, 1], float32 (H, W), of ``count`` dust specks and small spots.
+
+    Each is an ellipse (radius in pixels drawn per spot, elongation up to 3:1, random angle),
+    drawn at 4x resolution and area-downsampled like the cracks; a third are short fibres
+    (curved strokes 4 to 15 px long and under 1.5 px wide).
+    """
+    height, width = shape
+    canvas = np.zeros((height * _SUPER, width * _SUPER), np.uint8)
+    for _ in range(count):
+        centre = rng.uniform([0, 0], [width, height]) * _SUPER
+        if rng.random() < 1.0 / 3.0:
+            length = rng.uniform(4.0, 15.0)
+            angle = rng.uniform(0, 2 * np.pi)
+            bend = rng.normal(0.0, 0.3, 4).cumsum() + angle
+            steps = np.stack([np.cos(bend), np.sin(bend)], axis=1) * length / 4 * _SUPER
+            points = (centre + np.vstack([[0.0, 0.0], steps.cumsum(axis=0)])).round()
+            thickness = max(1, int(round(rng.uniform(0.6, 1.5) * _SUPER)))
+            cv2.polylines(canvas, [points.astype(np.int32).reshape(-1, 1, 2)], False, 255,
+                          thickness, cv2.LINE_AA)
+            continue
+        major = rng.uniform(*radius) * _SUPER
+        minor = major / rng.uniform(1.0, 3.0)
+        axes = (max(1, int(round(major))), max(1, int(round(minor))))
+        cv2.ellipse(canvas, (int(centre[0]), int(centre[1])), axes, rng.uniform(0, 180), 0, 360,
+                    255, -1, cv2.LINE_AA)
+    alpha = cv2.resize(canvas.astype(np.float32) / 255.0, (width, height),
+                       interpolation=cv2.INTER_AREA)
+    return np.clip(alpha, 0.0, 1.0)
+
+
+@dataclass(frozen=True)
+class DefectSample:
+    """A photo with defects for detector training and tests.
+
+    ``image`` float32 (H, W, 3) [0, 1]; ``coverage`` float32 (H, W) [0, 1], how much of each
+    pixel the defects cover; ``mask`` bool (H, W), coverage >= ``TRUTH_ALPHA``.
+    """
+
+    image: np.ndarray
+    coverage: np.ndarray
+    mask: np.ndarray
+
+
+def defects(
+    clean: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    crack_count: tuple[int, int] = (2, 6),
+    crack_width: tuple[float, float] = (1.0, 5.0),
+    spot_count: tuple[int, int] = (0, 40),
+) -> DefectSample:
+    """Seeded cracks (light and dark, as in :func:`damage`) plus dust and spots on ``clean``.
+
+    Spots take the polarity of a coin toss per batch: light ones show the paper, dark ones are
+    dirt. ``crack_count`` (0, 0) gives a photo with dust only; with ``spot_count`` (0, 0) too,
+    the photo is returned undamaged (a negative example).
+    """
+    image = np.asarray(clean, dtype=np.float32)
+    coverage = np.zeros(clean.shape[:2], np.float32)
+    count = int(rng.integers(crack_count[0], crack_count[1] + 1))
+    for polarity in ("light", "dark"):
+        share = count // 2 if polarity == "dark" else count - count // 2
+        if share == 0:
+            continue
+        alpha = crack_alpha(clean.shape[:2], rng, count=share, width=crack_width)
+        image = apply_cracks(image, alpha, rng, polarity=polarity)
+        np.maximum(coverage, alpha, out=coverage)
+    spots = int(rng.integers(spot_count[0], spot_count[1] + 1))
+    if spots:
+        alpha = spot_alpha(clean.shape[:2], rng, count=spots)
+        image = apply_cracks(image, alpha, rng, polarity=rng.choice(["light", "dark"]))
+        np.maximum(coverage, alpha, out=coverage)
+    return DefectSample(image=image, coverage=coverage, mask=coverage >= TRUTH_ALPHA)

@@ -51,7 +51,7 @@ def test_manual_with_user_mask_changes_only_the_mask(photos, tmp_path):
 def test_stage_options_are_passed(cracked_file, tmp_path):
     report = tmp_path / "r.json"
     assert main(["restore", str(cracked_file), "-o", str(tmp_path / "o.png"), "--mode",
-                 "manual", "--stages", "detect,inpaint:telea",
+                 "manual", "--stages", "detect:morph,inpaint:telea",
                  "--set", "detect.morph.sensitivity=0.9", "--report", str(report)]) == 0
     stages = json.loads(report.read_text())["stages"]
     detect = [s for s in stages if s["id"] == "detect.morph" and s["options"]["sensitivity"] == 0.9]

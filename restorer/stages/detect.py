@@ -43,8 +43,8 @@ from restorer.ops import luminance
 from restorer.stages.base import ProgressFn, StageKind, StageOutput, StageSpec, Work
 from restorer.tone import analyse_tone
 
-__all__ = ["MorphParams", "structuring_size", "tophat_responses", "detect_morphological",
-           "MorphologicalDetector"]
+__all__ = ["MorphParams", "Candidates", "structuring_size", "tophat_responses",
+           "find_candidates", "detect_morphological", "MorphologicalDetector"]
 
 Polarity = Literal["both", "light", "dark"]
 
@@ -206,6 +206,42 @@ def detect_morphological(image: np.ndarray, params: MorphParams = MorphParams())
             found = ~traced[labels]
         mask |= found
     return mask
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """Candidate crack pixels of one image at its own resolution, before any evidence test.
+
+    ``mask`` bool (H, W) is the union of the light and dark hysteresis candidates; ``light``
+    and ``dark`` are the float32 (H, W) >= 0 linear top-hat responses they were found in.
+    """
+
+    mask: np.ndarray
+    light: np.ndarray
+    dark: np.ndarray
+
+
+def find_candidates(image: np.ndarray, params: MorphParams = MorphParams()) -> Candidates:
+    """Hysteresis candidates of float (H, W, 3) [0, 1] ``image``, analysed at its own size.
+
+    Steps 1 to 3 of the module docstring for both polarities (``params.polarity`` is ignored),
+    without the evidence test and without dilation: what a learned classifier then filters.
+    Lower ``params.min_contrast``/``salience`` (or a higher ``sensitivity``) for more recall.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    size = structuring_size(image.shape[:2])
+    line_length = int(size * params.line_factor) | 1
+    if analyse_tone(image).kind == "colour":
+        whiteness, blackness, _ = _sources(image, params.chroma_weight)
+    else:
+        whiteness = blackness = luminance(image)
+    responses = []
+    mask = np.zeros(image.shape[:2], bool)
+    for source in (np.ascontiguousarray(whiteness), np.ascontiguousarray(1.0 - blackness)):
+        response = _line_tophat(source, size, line_length, params.line_tolerance)
+        mask |= _hysteresis(response, _surround(response, size), params)
+        responses.append(response)
+    return Candidates(mask=mask, light=responses[0], dark=responses[1])
 
 
 def _scales(height: int, width: int, params: MorphParams) -> list[float]:
