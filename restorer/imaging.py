@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence, Union
 
@@ -102,7 +102,8 @@ def load_mask(
         if mask.ndim == 3:
             mask = mask.any(axis=2)
     else:
-        raw = _raw_array(source, limits)
+        # Any size may be read: the comparison with ``shape`` below says what is wrong.
+        raw = _raw_array(source, replace(limits, min_side=1, max_aspect=float("inf")))
         if raw.ndim == 3 and raw.shape[2] in (2, 4):
             alpha = raw[..., -1]
             colour = raw[..., :-1]
@@ -241,10 +242,14 @@ def _open(source: str | os.PathLike | bytes, limits: ImageLimits) -> Image.Image
         raise ImageInputError(
             f"{name} is not an image this app can read (supported: PNG, JPEG, TIFF, WebP, BMP, GIF)"
         ) from None
-    except Image.DecompressionBombError as exc:
-        raise ImageInputError(f"{name} was refused as a decompression bomb: {exc}") from None
+    except Image.DecompressionBombError:
+        raise ImageInputError(
+            f"{name} declares far more than the {limits.max_pixels / 1e6:.0f} megapixels "
+            "this app accepts (a decompression bomb or a huge scan); it was refused before "
+            "decoding: downscale it first") from None
     except OSError as exc:
-        raise ImageInputError(f"{name} cannot be read: {exc}") from None
+        raise ImageInputError(f"{name} is damaged or truncated, or not an image this app can "
+                              f"read ({exc})") from None
     if pil.format not in _ALLOWED_FORMATS:
         pil.close()
         raise ImageInputError(f"{name} is a {pil.format} file, which this app does not accept")
