@@ -42,6 +42,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity  # no
 
 from restorer import synth  # noqa: E402
 from restorer.imaging import load_image  # noqa: E402
+from restorer.ops import fit_long_side  # noqa: E402
 from restorer.stages.base import Work  # noqa: E402
 from restorer.stages.deblur import RichardsonLucyDeblur  # noqa: E402
 from restorer.stages.detect import MorphologicalDetector  # noqa: E402
@@ -79,16 +80,6 @@ def to_float_rgb(array: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image[..., :3])
 
 
-def fit(image: np.ndarray, size: int) -> np.ndarray:
-    """Downscale float (H, W, 3) so its long side is at most ``size`` (never upscales)."""
-    height, width = image.shape[:2]
-    scale = size / max(height, width)
-    if scale < 1.0:
-        image = cv2.resize(image, (round(width * scale), round(height * scale)),
-                           interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(np.clip(image, 0.0, 1.0), dtype=np.float32)
-
-
 def collect_photos(data: Path, split: str, count: int, size: int, seed: int) -> list[Photo]:
     """``count`` seeded picks from the data folder's clean photos, then the skimage photos."""
     candidates: list[tuple[str, Path]] = []
@@ -103,12 +94,12 @@ def collect_photos(data: Path, split: str, count: int, size: int, seed: int) -> 
         picks = rng.choice(len(candidates), size=min(count, len(candidates)), replace=False)
         for index in sorted(picks):
             folder, path = candidates[index]
-            photos.append(Photo(f"{folder}/{path.name}", folder, fit(load_image(path), size)))
+            photos.append(Photo(f"{folder}/{path.name}", folder, fit_long_side(load_image(path), size)))
     elif count > 0:
         print(f"note: no clean photos under {clean_root}; using scikit-image photos only\n")
     for name in SKIMAGE_PHOTOS:
         photos.append(Photo(f"skimage/{name}", "skimage",
-                            fit(to_float_rgb(getattr(skdata, name)()), size)))
+                            fit_long_side(to_float_rgb(getattr(skdata, name)()), size)))
     return photos
 
 

@@ -45,13 +45,13 @@ import torch  # noqa: E402
 
 from restorer import synth  # noqa: E402
 from restorer.imaging import load_image, overlay_mask, save_image, to_uint8  # noqa: E402
+from restorer.ops import fit_long_side  # noqa: E402
 from restorer.stages.detect import MorphParams, detect_morphological  # noqa: E402
 from restorer.stages.detect_learned import (DescriptorMLP, SegNet,  # noqa: E402
-                                            candidate_probability, mlp_classifier,
+                                            candidate_probability, descriptor_classifier,
                                             segnet_probability)
 from restorer.train.detector import (HELD_OUT, THRESHOLDS, LinearSVM, PatchCNN,  # noqa: E402
-                                     cnn_classifier, detection_rates, fit_photo, list_photos,
-                                     svm_classifier)
+                                     cnn_classifier, detection_rates, list_photos)
 from restorer.weights import load_safetensors  # noqa: E402
 
 POINTS_PER_MP = 15000
@@ -71,8 +71,8 @@ def load(kind: type[torch.nn.Module], path: Path) -> tuple[torch.nn.Module, dict
 def learned_methods(weights: Path) -> dict[str, tuple[Probability, float]]:
     """Probability function and calibrated threshold per learned method."""
     methods: dict[str, tuple[Probability, float]] = {}
-    for name, kind, wrap in (("SVM", LinearSVM, svm_classifier), ("CNN", PatchCNN, cnn_classifier),
-                             ("MLP", DescriptorMLP, mlp_classifier)):
+    for name, kind, wrap in (("SVM", LinearSVM, descriptor_classifier), ("CNN", PatchCNN, cnn_classifier),
+                             ("MLP", DescriptorMLP, descriptor_classifier)):
         model, meta = load(kind, weights / f"detector_{name.lower()}.safetensors")
         classify = wrap(model, int(meta["window"]))
         methods[name] = ((lambda im, c=classify: candidate_probability(im, c, POINTS_PER_MP)),
@@ -112,7 +112,7 @@ def contact_sheet(data: Path, methods: dict[str, tuple[Probability, float]], out
     print("\n## Real scratched photos (by eye: " + str(out) + ")\n")
     results = []
     for path in photos:
-        image = fit_photo(load_image(path), 640)
+        image = fit_long_side(load_image(path), 640)
         masks = {"morph": detect_morphological(image)}
         for name in ("MLP", "SegNet"):
             probability, threshold = methods[name]
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     picks = np.random.default_rng(args.seed).choice(len(paths), args.count, replace=False)
     tests = []
     for index, pick in enumerate(sorted(picks)):
-        clean = fit_photo(load_image(paths[pick]), args.size)
+        clean = fit_long_side(load_image(paths[pick]), args.size)
         sample = synth.defects(clean, np.random.default_rng([args.seed, 5, index]))
         tests.append((paths[pick].name, sample, clean))
     methods = learned_methods(args.weights)

@@ -45,9 +45,10 @@ for path in (REPO, REPO / "bench"):
 from skimage import data as skdata  # noqa: E402
 from skimage.metrics import structural_similarity  # noqa: E402
 
-from classical import fit, table, timed, to_float_rgb  # noqa: E402
+from classical import table, timed, to_float_rgb  # noqa: E402
 from restorer import synth  # noqa: E402
 from restorer.imaging import load_image, save_image, to_uint8  # noqa: E402
+from restorer.ops import fit_long_side  # noqa: E402
 from restorer.stages.base import Work  # noqa: E402
 from restorer.stages.inpaint import (BiharmonicInpainter, NavierStokesInpainter,  # noqa: E402
                                      TeleaInpainter)
@@ -83,7 +84,7 @@ def photos(data: Path, faces: int, natural: int, seed: int) -> list[tuple[str, s
     bsds = sorted((clean / "bsds-test").glob("*.jpg"))[100:]
     picks = sorted(np.random.default_rng(seed).choice(len(bsds), min(natural, len(bsds)),
                                                       replace=False))
-    out = [("faces", p.name, fit(load_image(p), 512)) for p in face_files]
+    out = [("faces", p.name, fit_long_side(load_image(p), 512)) for p in face_files]
     out += [("natural", bsds[i].name, load_image(bsds[i])) for i in picks]
     if not out:
         raise SystemExit(f"no held-out photos under {clean}")
@@ -183,7 +184,7 @@ def figures(out_dir: Path, stages, square: int, pool: list[np.ndarray], seed: in
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for index, name in enumerate(FIGURE_PHOTOS):
-        clean = fit(to_float_rgb(getattr(skdata, name)()), 512)
+        clean = fit_long_side(to_float_rgb(getattr(skdata, name)()), 512)
         family = FAMILIES[index % len(FAMILIES)]
         image, mask = make_case(family, clean, np.random.default_rng([seed, 5, index]), square,
                                 pool)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["luminance", "mask_regions", "Box"]
+__all__ = ["luminance", "fit_long_side", "mask_regions", "Box"]
 
 Box = tuple[int, int, int, int]  # y0, y1, x0, x1 (half-open)
 
@@ -15,6 +15,19 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 def luminance(image: np.ndarray) -> np.ndarray:
     """float (H, W, 3) RGB [0, 1] -> float32 (H, W) Rec.601 luma in [0, 1]."""
     return np.ascontiguousarray(image @ _LUMA, dtype=np.float32)
+
+
+def fit_long_side(image: np.ndarray, side: int) -> np.ndarray:
+    """Float (H, W, 3) [0, 1] shrunk (area) so its long side is at most ``side``; never enlarged.
+
+    Returns float32 (h, w, 3) in [0, 1], contiguous.
+    """
+    height, width = image.shape[:2]
+    scale = side / max(height, width)
+    if scale < 1.0:
+        image = cv2.resize(image, (round(width * scale), round(height * scale)),
+                           interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(np.clip(image, 0.0, 1.0), dtype=np.float32)
 
 
 def mask_regions(mask: np.ndarray, *, margin: int, max_gap: int | None = None) -> list[Box]:

@@ -172,15 +172,31 @@ def damage(
         image = blur(image, rng, kind=kind, strength=rng.uniform(*blur_strength))
     mask = np.zeros(clean.shape[:2], bool)
     if cracks:
-        count = int(rng.integers(crack_count[0], crack_count[1] + 1))
-        for polarity in ("light", "dark"):
-            share = count // 2 if polarity == "dark" else count - count // 2
-            if share == 0:
-                continue
-            alpha = crack_alpha(clean.shape[:2], rng, count=share, width=crack_width)
-            image = apply_cracks(image, alpha, rng, polarity=polarity)
-            mask |= alpha >= TRUTH_ALPHA
+        image, coverage = _add_cracks(image, rng, crack_count, crack_width)
+        mask = coverage >= TRUTH_ALPHA
     return Damaged(image=image, clean=clean, mask=mask, blurred=blurred, cracked=cracks)
+
+
+def _add_cracks(
+    image: np.ndarray,
+    rng: np.random.Generator,
+    crack_count: tuple[int, int],
+    crack_width: tuple[float, float],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Draw a seeded number of cracks, half light (rounded up) and half dark, on float (H, W, 3).
+
+    Returns the cracked image float32 (H, W, 3) and the cracks' coverage float32 (H, W).
+    """
+    coverage = np.zeros(image.shape[:2], np.float32)
+    count = int(rng.integers(crack_count[0], crack_count[1] + 1))
+    for polarity in ("light", "dark"):
+        share = count // 2 if polarity == "dark" else count - count // 2
+        if share == 0:
+            continue
+        alpha = crack_alpha(image.shape[:2], rng, count=share, width=crack_width)
+        image = apply_cracks(image, alpha, rng, polarity=polarity)
+        np.maximum(coverage, alpha, out=coverage)
+    return image, coverage
 
 
 def spot_alpha(
@@ -247,16 +263,8 @@ def defects(
     dirt. ``crack_count`` (0, 0) gives a photo with dust only; with ``spot_count`` (0, 0) too,
     the photo is returned undamaged (a negative example).
     """
-    image = np.asarray(clean, dtype=np.float32)
-    coverage = np.zeros(clean.shape[:2], np.float32)
-    count = int(rng.integers(crack_count[0], crack_count[1] + 1))
-    for polarity in ("light", "dark"):
-        share = count // 2 if polarity == "dark" else count - count // 2
-        if share == 0:
-            continue
-        alpha = crack_alpha(clean.shape[:2], rng, count=share, width=crack_width)
-        image = apply_cracks(image, alpha, rng, polarity=polarity)
-        np.maximum(coverage, alpha, out=coverage)
+    image, coverage = _add_cracks(np.asarray(clean, dtype=np.float32), rng, crack_count,
+                                  crack_width)
     spots = int(rng.integers(spot_count[0], spot_count[1] + 1))
     if spots:
         alpha = spot_alpha(clean.shape[:2], rng, count=spots)

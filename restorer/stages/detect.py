@@ -314,30 +314,13 @@ def _keep_cracks(
     params: MorphParams,
     size: int,
 ) -> np.ndarray:
-    """Keep the candidate components with enough crack evidence (see the module docstring)."""
+    """Keep the candidate components with enough crack evidence that are thin.
+
+    Each component's log evidence (see the module docstring) is compared with the threshold;
+    ``chroma`` (light polarity) or ``level`` (blackness, dark polarity) feed the colour tests.
+    """
     if not candidates.any():
         return candidates
-    labels, margin, shape_ok = _score_components(candidates, response, surround, chroma, level,
-                                                 params, size)
-    keep = (margin >= 0.0) & shape_ok
-    keep[0] = False
-    return keep[labels]
-
-
-def _score_components(
-    candidates: np.ndarray,
-    response: np.ndarray,
-    surround: np.ndarray,
-    chroma: np.ndarray | None,
-    level: np.ndarray | None,
-    params: MorphParams,
-    size: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Label the candidates; per label the log evidence margin and whether the shape is thin.
-
-    ``chroma`` (light polarity) or ``level`` (blackness, dark polarity) feed the colour tests.
-    Returns (labels int32 (H, W), margin float64 (count,), shape_ok bool (count,)).
-    """
     count, labels = cv2.connectedComponents(candidates.astype(np.uint8), connectivity=8)
     where = np.flatnonzero(labels)
     flat = labels.ravel()[where]
@@ -366,7 +349,9 @@ def _score_components(
     width = area / length
     shape_ok = ((width <= params.max_width * size)
                 & (length >= params.min_elongation * np.maximum(width, 1.0)))
-    return labels, margin, shape_ok
+    keep = (margin >= 0.0) & shape_ok
+    keep[0] = False
+    return keep[labels]
 
 
 class MorphologicalDetector:

@@ -38,7 +38,7 @@ from restorer.weights import load_safetensors
 
 __all__ = ["CANDIDATES", "WORK_PIXELS", "DescriptorMLP", "SegNet", "DescriptorDetector",
            "SegmentationDetector", "CandidateClassifier", "candidate_points",
-           "candidate_probability", "mlp_classifier", "segnet_probability",
+           "candidate_probability", "descriptor_classifier", "segnet_probability",
            "threshold_for"]
 
 log = logging.getLogger(__name__)
@@ -169,8 +169,11 @@ def candidate_probability(image: np.ndarray, classify: CandidateClassifier,
     return probability
 
 
-def mlp_classifier(model: DescriptorMLP, window: int) -> CandidateClassifier:
-    """The paper's classifier: the MLP on the 469-value descriptor over ``window``."""
+def descriptor_classifier(model: nn.Module, window: int) -> CandidateClassifier:
+    """Candidate classifier scoring the 469-value descriptor over ``window`` with ``model``.
+
+    The paper's MLP, or the linear SVM baseline (its margin squashed by a logistic).
+    """
 
     def classify(image: np.ndarray, candidates: Candidates, ys: np.ndarray,
                  xs: np.ndarray) -> np.ndarray:
@@ -237,7 +240,7 @@ class DescriptorDetector:
         self.model.eval()
         self.window = int(meta["window"])
         self.threshold = float(meta["threshold"])
-        self.classify = mlp_classifier(self.model, self.window)
+        self.classify = descriptor_classifier(self.model, self.window)
 
     def run(self, work: Work, options: Mapping[str, Any], progress: ProgressFn) -> StageOutput:
         progress(0.0, "finding candidate cracks and classifying their texture")

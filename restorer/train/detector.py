@@ -45,7 +45,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-import cv2
 import numpy as np
 import torch
 from safetensors.torch import save_file
@@ -55,13 +54,14 @@ from restorer import synth
 from restorer.errors import RestorerError
 from restorer.features import DESCRIPTOR_LENGTH, describe, patches, texture_planes
 from restorer.imaging import load_image
+from restorer.ops import fit_long_side
 from restorer.stages.detect import Candidates, find_candidates
 from restorer.stages.detect_learned import (CANDIDATES, CandidateClassifier, DescriptorMLP,
-                                            SegNet, candidate_probability, mlp_classifier,
+                                            SegNet, candidate_probability, descriptor_classifier,
                                             segnet_probability)
 
-__all__ = ["TRAINING", "HELD_OUT", "THRESHOLDS", "LinearSVM", "PatchCNN", "fit_photo",
-           "list_photos", "detection_rates", "svm_classifier", "cnn_classifier", "main"]
+__all__ = ["TRAINING", "HELD_OUT", "THRESHOLDS", "LinearSVM", "PatchCNN", "list_photos",
+           "detection_rates", "cnn_classifier", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -109,18 +109,6 @@ class PatchCNN(nn.Module):
         return self.net(windows - 0.5)[:, 0]
 
 
-def svm_classifier(model: LinearSVM, window: int) -> CandidateClassifier:
-    """Candidate classifier of the SVM baseline (margin squashed by a logistic)."""
-
-    def classify(image: np.ndarray, candidates: Candidates, ys: np.ndarray,
-                 xs: np.ndarray) -> np.ndarray:
-        planes = texture_planes(image, candidates.light - candidates.dark, window)
-        with torch.inference_mode():
-            return torch.sigmoid(model(torch.from_numpy(describe(planes, ys, xs)))).numpy()
-
-    return classify
-
-
 def cnn_classifier(model: PatchCNN, window: int) -> CandidateClassifier:
     """Candidate classifier of the CNN baseline."""
 
@@ -133,16 +121,6 @@ def cnn_classifier(model: PatchCNN, window: int) -> CandidateClassifier:
 
 
 # ------------------------------------------------------------------------------------ data
-def fit_photo(image: np.ndarray, size: int) -> np.ndarray:
-    """Float (H, W, 3) downscaled (area) so its long side is at most ``size``; float32."""
-    height, width = image.shape[:2]
-    scale = size / max(height, width)
-    if scale < 1.0:
-        image = cv2.resize(image, (round(width * scale), round(height * scale)),
-                           interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(np.clip(image, 0.0, 1.0), dtype=np.float32)
-
-
 def list_photos(data: Path, split: Sequence[tuple[str, slice]]) -> list[Path]:
     """The photo files of ``split`` under ``data/clean``, sorted per folder."""
     paths: list[Path] = []
@@ -169,7 +147,7 @@ def make_examples(paths: Sequence[Path], size: int, seed: int) -> list[Example]:
     """Two seeded damaged versions of every photo, and every third photo undamaged."""
     examples = []
     for index, path in enumerate(paths):
-        clean = fit_photo(load_image(path), size)
+        clean = fit_long_side(load_image(path), size)
         for variant in range(2):
             sample = synth.defects(clean, np.random.default_rng([seed, index, variant]))
             examples.append(Example(f"{path.name}#{variant}", sample.image, sample.coverage))
@@ -454,10 +432,10 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     models: dict[str, tuple[nn.Module, Callable[[np.ndarray], np.ndarray]]] = {}
     mlp = train_mlp(train_points, window, args.seed, args.epochs)
-    models["mlp"] = (mlp, lambda im: candidate_probability(im, mlp_classifier(mlp, window),
+    models["mlp"] = (mlp, lambda im: candidate_probability(im, descriptor_classifier(mlp, window),
                                                            15000))
     svm = train_svm(train_points, window, args.seed)
-    models["svm"] = (svm, lambda im: candidate_probability(im, svm_classifier(svm, window),
+    models["svm"] = (svm, lambda im: candidate_probability(im, descriptor_classifier(svm, window),
                                                            15000))
     cnn = train_cnn(train_points, window, args.seed, args.cnn_epochs)
     models["cnn"] = (cnn, lambda im: candidate_probability(im, cnn_classifier(cnn, window),

@@ -43,6 +43,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import logging
 import platform
 import time
 from dataclasses import asdict, dataclass, replace
@@ -55,11 +56,14 @@ from torch import nn
 
 from restorer import synth
 from restorer.imaging import load_image
+from restorer.ops import fit_long_side
 from restorer.nets.inpaint_gan import (GLOBAL_CRITIC_LAYERS, LOCAL_CRITIC_LAYERS, Critic,
                                        InpaintArch, Reconstructor, save_reconstructor)
 from restorer.stages.inpaint import NavierStokesInpainter
 
 __all__ = ["CONFIGS", "TrainConfig", "heldout_masks", "train_split", "main"]
+
+log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".tif")
 FAMILIES = ("crack", "square", "irregular")
@@ -131,22 +135,13 @@ def _training_masks(data: Path) -> list[np.ndarray]:
     return masks
 
 
-def _fit(image: np.ndarray, side: int) -> np.ndarray:
-    height, width = image.shape[:2]
-    scale = side / max(height, width)
-    if scale >= 1.0:
-        return image
-    return cv2.resize(image, (round(width * scale), round(height * scale)),
-                      interpolation=cv2.INTER_AREA)
-
-
 def _load_pool(paths: dict[str, list[Path]]) -> dict[str, list[np.ndarray]]:
     pool: dict[str, list[np.ndarray]] = {"faces": [], "natural": []}
     for group, files in paths.items():
         for path in files:
             image = load_image(path)
             if max(image.shape[:2]) > 512:  # CelebA-HQ: the sizes the app meets (512, 256)
-                pool[group] += [_fit(image, 512), _fit(image, 256)]
+                pool[group] += [fit_long_side(image, 512), fit_long_side(image, 256)]
             else:
                 pool[group].append(image)
     return pool
@@ -336,7 +331,7 @@ def run(config: TrainConfig, data: Path, out: Path, seed: int, threads: int) -> 
                        "val_hole_psnr": round(net, 3), "val_prefill_psnr": round(base, 3)}
                 curve.append(row)
                 window.clear()
-                print(json.dumps(row), flush=True)
+                log.info("%s", json.dumps(row))
 
     phase("l1", config.steps_l1, trainer, train_g=True, adversarial=False, train_d=False)
     after_l1 = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
@@ -354,13 +349,14 @@ def run(config: TrainConfig, data: Path, out: Path, seed: int, threads: int) -> 
     phase("l1_only", config.steps_joint, ablation, train_g=True, adversarial=False, train_d=False)
     save_reconstructor(ablation.generator, out / "inpaint_gan_l1.safetensors",
                          {**meta, "variant": "l1_only"})
-    log = {"config": asdict(config), "seed": seed, "threads": threads,
-           "load_seconds": round(load_s, 1),
-           "total_seconds": round(time.perf_counter() - started, 1),
-           "device": f"CPU ({platform.processor() or platform.machine()}), torch {torch.__version__}",
-           "curve": curve}
-    (out / "inpaint_gan_train.json").write_text(json.dumps(log, indent=1), encoding="utf-8")
-    return log
+    record = {"config": asdict(config), "seed": seed, "threads": threads,
+              "load_seconds": round(load_s, 1),
+              "total_seconds": round(time.perf_counter() - started, 1),
+              "device": f"CPU ({platform.processor() or platform.machine()}), "
+                        f"torch {torch.__version__}",
+              "curve": curve}
+    (out / "inpaint_gan_train.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    return record
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -372,8 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch CPU threads (1 was fastest on a busy 2-core machine)")
     args = parser.parse_args(argv)
-    log = run(CONFIGS[args.config], args.data, args.out, args.seed, args.threads)
-    print(f"done in {log['total_seconds']:.0f} s; wrote {args.out}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    record = run(CONFIGS[args.config], args.data, args.out, args.seed, args.threads)
+    log.info("done in %.0f s; wrote %s", record["total_seconds"], args.out)
     return 0
 
 

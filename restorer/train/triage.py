@@ -312,7 +312,7 @@ def main(argv: list[str] | None = None) -> int:
               "train_count": args.train_count, "val_count": args.val_count,
               "heldout": metrics, "history": history}
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in report.items() if k != "history"}, indent=2))
+    log.info("%s", json.dumps({k: v for k, v in report.items() if k != "history"}, indent=2))
     return 0
 
 
