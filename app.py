@@ -13,6 +13,9 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
+import signal  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -23,8 +26,9 @@ import pandas as pd  # noqa: E402
 
 from restorer import (ImageLimits, Pipeline, PlannedStage, RestoreResult, RestorerError,  # noqa: E402
                       StageKind, load_image, load_mask, plan_manual)
+from restorer.backends import return_large_blocks_to_the_system  # noqa: E402
 from restorer.imaging import mask_to_image, outline_boxes, overlay_mask, to_uint8  # noqa: E402
-from restorer.service import ServiceConfig, build_pipeline, warm_up  # noqa: E402
+from restorer.service import PixelGate, ServiceConfig, build_pipeline, warm_up  # noqa: E402
 
 log = logging.getLogger("restorer.app")
 
@@ -41,7 +45,12 @@ class AppSettings:
     share: bool = False
     concurrency: int = 2
     queue_size: int = 32
+    #: Uploads and results are deleted from gradio's cache once older than this.
+    keep_minutes: float = 15.0
+    #: Pixels restored at once across all requests (bounds memory; see PixelGate).
+    pixels_in_flight: int = 48_000_000
     limits: ImageLimits = ImageLimits()
+
 
 
 @dataclass(frozen=True)
@@ -114,6 +123,115 @@ def _rounded(value: Any) -> Any:
     return value
 
 
+class SessionUploads:
+    """Uploaded files per browser session, deleted as soon as no open tab uses them.
+
+    While a tab is open its photo stays, so the user can re-run with other settings. gradio
+    stores uploads by content, so two sessions may share a file: it goes with the last one.
+    API clients have no tab; their uploads go with gradio's cache (``keep_minutes``), and
+    sessions whose files are gone are dropped from the table.
+    """
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, set[Path]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, session: str | None, path: str) -> None:
+        """Remember ``path`` as used by ``session`` (None: not a browser session)."""
+        if not session:
+            return
+        with self._lock:
+            for known in list(self._sessions):
+                alive = {p for p in self._sessions[known] if p.exists()}
+                if alive:
+                    self._sessions[known] = alive
+                else:
+                    del self._sessions[known]
+            self._sessions.setdefault(session, set()).add(Path(path))
+
+    def forget(self, session: str | None) -> list[Path]:
+        """Delete the files only ``session`` used (and their emptied folders); returns them."""
+        with self._lock:
+            paths = self._sessions.pop(session, set()) if session else set()
+            in_use = set().union(*self._sessions.values())
+        deleted = sorted(paths - in_use)
+        for path in deleted:
+            path.unlink(missing_ok=True)
+            try:
+                path.parent.rmdir()  # gradio keeps each upload in a folder of its own
+            except OSError:
+                pass
+        return deleted
+
+
+class CacheJanitor:
+    """Deletes uploads and results older than ``keep_seconds`` from gradio's cache folder.
+
+    Replaces gradio's own schedule (``delete_cache``), which in gradio 6.31 iterates its live
+    sets of cached files while requests add to them: under load it dies of "Set changed size
+    during iteration" and the cache then grows for the rest of the server's life (found by
+    bench/load.py: 4,601 files left after 1,000 requests). This one works on the folder: it
+    also removes the per-file folders gradio leaves, and files a killed server left behind.
+    The page's example photos (``keep_in_cache``) stay.
+    """
+
+    def __init__(self, demo: gr.Blocks, folder: Path, keep_seconds: float) -> None:
+        self.demo = demo
+        self.folder = Path(folder)
+        self.keep_seconds = keep_seconds
+        self._stop = threading.Event()
+
+    def sweep(self, now: float | None = None) -> int:
+        """Delete what is older than the keep time; returns the number of files deleted."""
+        now = time.time() if now is None else now
+        keep = {str(Path(f)) for block in self.demo.blocks.values()
+                for f in getattr(block, "keep_in_cache", ())}
+        deleted = 0
+        for root, folders, files in os.walk(self.folder, topdown=False):
+            emptied = False
+            for name in files:
+                path = os.path.join(root, name)
+                try:
+                    if path not in keep and now - os.lstat(path).st_ctime > self.keep_seconds:
+                        os.remove(path)
+                        deleted += 1
+                        emptied = True
+                except FileNotFoundError:
+                    continue
+            if root != str(self.folder):
+                try:  # emptied now, or old and empty: a new one may be about to get its upload
+                    if emptied or now - os.lstat(root).st_mtime > self.keep_seconds:
+                        os.rmdir(root)
+                except OSError:
+                    pass
+        for files in self.demo.temp_file_sets:  # forget what is gone (list() copies atomically)
+            for name in list(files):
+                if not os.path.exists(name):
+                    files.discard(name)
+        return deleted
+
+    def start(self) -> threading.Thread:
+        """Sweep now and then every third of the keep time, in a daemon thread."""
+        def loop() -> None:
+            while True:
+                try:
+                    if deleted := self.sweep():
+                        log.info("deleted %d cached upload/result files older than %.0f s",
+                                 deleted, self.keep_seconds)
+                except Exception:  # a sweep must never stop the next one
+                    log.exception("cache sweep failed")
+                if self._stop.wait(max(1.0, self.keep_seconds / 3)):
+                    return
+
+        thread = threading.Thread(target=loop, name="restorer-cache-janitor", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        """Stop the sweeping thread after its current sweep."""
+        self._stop.set()
+
+
 def _upload_path(payload: str | dict) -> str:
     """The uploaded file's path. Events that take uploads skip gradio's preprocessing so that
     restorer's imaging boundary (not PIL inside gradio) judges every file, with its messages."""
@@ -146,16 +264,31 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
     """The page, wired to ``pipeline`` (built once, shared by all requests)."""
     limits = settings.limits
     specs = {s.id: s for s in pipeline.registry.specs()}
+    gate = PixelGate(settings.pixels_in_flight)
+    uploads = SessionUploads()
 
-    def load(photo: str | dict | None) -> np.ndarray:
+    def upload(payload: str | dict, request: gr.Request | None) -> str:
+        path = _upload_path(payload)
+        uploads.add(getattr(request, "session_hash", None), path)
+        return path
+
+    def load(photo: str | dict | None, request: gr.Request | None) -> np.ndarray:
         if not photo:
             raise gr.Error("Upload a photo first.")
-        return load_image(_upload_path(photo), limits=limits)
+        path = upload(photo, request)
+        if not Path(path).is_file():
+            raise gr.Error(f"The uploaded photo is no longer on the server (uploads are kept "
+                           f"{settings.keep_minutes:g} minutes): upload it again.")
+        return load_image(path, limits=limits)
 
     def run(image: np.ndarray, plan, mask, progress: gr.Progress) -> tuple[Any, ...]:
-        result = pipeline.run(image, plan, mask=mask,
-                              progress=lambda f, text: progress(f, desc=text))
-        return _outputs(result)
+        pixels = image.shape[0] * image.shape[1]
+        if gate.in_use and gate.in_use + pixels > gate.budget:
+            progress(0.0, desc="waiting for memory: other large photos are being restored")
+        with gate.admit(pixels):
+            result = pipeline.run(image, plan, mask=mask,
+                                  progress=lambda f, text: progress(f, desc=text))
+            return _outputs(result)
 
     def manual_plan(kinds: list[str], detect_id: str, sensitivity: float, inpaint_id: str,
                     deblur_id: str, face: FaceChoice, has_mask: bool):
@@ -165,16 +298,18 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
         return plan_manual([chosen[k] for k in KINDS if k in kinds], specs, has_mask=has_mask)
 
     def restore(photo, mode, kinds, detect_id, sensitivity, inpaint_id, deblur_id, mask_file,
-                face_id, fidelity, which_faces, min_face, upscale, progress=gr.Progress()):
+                face_id, fidelity, which_faces, min_face, upscale, request: gr.Request,
+                progress=gr.Progress()):
         """Restore a photo. mode: "Auto" (triage decides) or "Manual" (run the ticked kinds).
 
         Face options (Manual, kind "face"): fidelity 0..1 (0 keeps the input face), which faces
         ("all", "centre" or "large" = at least ``min_face`` px), upscale 1, 2 or 4.
         """
         try:
-            image = load(photo)
+            image = load(photo, request)
             mask = (None if not mask_file
-                    else load_mask(_upload_path(mask_file), shape=image.shape[:2], limits=limits))
+                    else load_mask(upload(mask_file, request), shape=image.shape[:2],
+                                   limits=limits))
             plan = None
             if mode == "Manual":
                 face = FaceChoice(face_id, fidelity, which_faces, min_face, upscale)
@@ -184,9 +319,10 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
         except RestorerError as exc:
             raise gr.Error(str(exc)) from None
 
-    def inpaint_with_editor(photo, editor, inpaint_id, progress=gr.Progress()):
+    def inpaint_with_editor(photo, editor, inpaint_id, request: gr.Request,
+                            progress=gr.Progress()):
         try:
-            image = load(photo)
+            image = load(photo, request)
             mask = _editor_mask(editor, image.shape[:2])
             if mask is None or not mask.any():
                 raise RestorerError("the mask is empty: paint over the defects first")
@@ -195,16 +331,16 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
         except RestorerError as exc:
             raise gr.Error(str(exc)) from None
 
-    def detect(photo, detect_id, sensitivity, progress=gr.Progress()):
+    def detect(photo, detect_id, sensitivity, request: gr.Request, progress=gr.Progress()):
         """Find defects only: triage labels and the defect mask; the photo is not changed."""
         try:
             plan = plan_manual([PlannedStage(detect_id, {"sensitivity": float(sensitivity)})],
                                specs)
-            return run(load(photo), plan, None, progress)
+            return run(load(photo, request), plan, None, progress)
         except RestorerError as exc:
             raise gr.Error(str(exc)) from None
 
-    with gr.Blocks(title="restorer: old photo restoration", delete_cache=(1800, 3600)) as demo:
+    with gr.Blocks(title="restorer: old photo restoration") as demo:
         gr.Markdown("# restorer\nUpload a scan of an old photo. **Auto** finds what is wrong "
                     "and repairs it; **Manual** lets you pick the stages and correct the mask.")
         with gr.Row():
@@ -278,6 +414,11 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
                     api_visibility="private")
         detect_button.click(detect, [photo, detect_id, sensitivity], outputs, api_name="detect",
                             preprocess=False)
+
+        def forget_uploads(request: gr.Request) -> None:
+            uploads.forget(request.session_hash)
+
+        demo.unload(forget_uploads)
     return demo
 
 
@@ -292,25 +433,44 @@ def parse_args(argv: list[str] | None = None) -> tuple[AppSettings, ServiceConfi
                         help="requests processed at once (default 2: one per CPU core here)")
     parser.add_argument("--queue-size", type=int, default=32,
                         help="requests waiting at most; more are told the app is busy")
+    parser.add_argument("--pixels-in-flight", type=float, default=48.0,
+                        help="megapixels restored at once across all users; more wait "
+                             "(bounds memory, default 48)")
+    parser.add_argument("--keep-minutes", type=float, default=15.0,
+                        help="uploads and results are deleted this long after they were made "
+                             "(default 15); keep it well above the longest queue wait")
     parser.add_argument("--offline", action="store_true",
                         default=os.environ.get("HF_HUB_OFFLINE") == "1",
                         help="never download weights (default from HF_HUB_OFFLINE)")
     args = parser.parse_args(argv)
     settings = AppSettings(host=args.host, port=args.port, share=args.share,
-                           concurrency=args.concurrency, queue_size=args.queue_size)
+                           concurrency=args.concurrency, queue_size=args.queue_size,
+                           keep_minutes=args.keep_minutes,
+                           pixels_in_flight=int(args.pixels_in_flight * 1e6))
     return settings, ServiceConfig(offline=args.offline)
 
 
-def launch(demo: gr.Blocks, settings: AppSettings, **kwargs: Any) -> None:
-    """Start serving with the queue limits of ``settings``."""
+def launch(demo: gr.Blocks, settings: AppSettings, **kwargs: Any) -> CacheJanitor:
+    """Start serving with the queue limits of ``settings`` and a janitor for gradio's cache
+    (returned; it runs until the process ends or ``stop()``)."""
+    janitor = CacheJanitor(demo, Path(demo.GRADIO_CACHE), settings.keep_minutes * 60)
+    janitor.start()
     demo.queue(default_concurrency_limit=settings.concurrency, max_size=settings.queue_size)
     demo.launch(server_name=settings.host, server_port=settings.port, share=settings.share,
                 max_file_size=settings.limits.max_bytes, show_error=True, **kwargs)
+    return janitor
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> None:
     """Build the pipeline once and serve the page."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    return_large_blocks_to_the_system()
+    # A stop request (docker stop, systemd) shuts down like Ctrl-C: gradio closes cleanly.
+    signal.signal(signal.SIGTERM, _interrupt)
     settings, config = parse_args(argv)
     pipeline = build_pipeline(config)
     warm_up(pipeline)

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 
 from restorer import weights_cli
-from restorer.backends import DEVICE_HELP
+from restorer.backends import DEVICE_HELP, return_large_blocks_to_the_system
 from restorer.errors import RestorerError
 from restorer.imaging import ImageLimits, load_image, load_mask, save_image, save_mask
 from restorer.pipeline import Pipeline, RestoreResult
@@ -30,7 +30,7 @@ __all__ = ["main", "build_parser", "parse_stages"]
 
 log = logging.getLogger("restorer")
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp"})
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".avif", ".bmp"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -196,6 +196,7 @@ def _restore_folder(args: argparse.Namespace, pipeline: Pipeline) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
+    return_large_blocks_to_the_system()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -38,7 +38,12 @@ __all__ = [
 ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
 #: Formats Pillow may decode for us. Anything else (SVG, HTML, PDF...) is refused up front.
-_ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "TIFF", "BMP", "WEBP", "GIF", "PPM", "TGA"})
+_ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "TIFF", "BMP", "WEBP", "GIF", "PPM", "TGA",
+                              "AVIF"})
+#: ISO-BMFF brands of HEIC/HEIF files (as phones save them), which Pillow cannot decode.
+_HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs",
+                          b"mif1", b"msf1", b"heif"})
+_SUPPORTED = "PNG, JPEG, TIFF, WebP, AVIF, BMP, GIF"
 
 
 @dataclass(frozen=True)
@@ -138,9 +143,23 @@ def validate_mask(mask: np.ndarray, shape: tuple[int, int]) -> None:
         raise ImageInputError(f"a mask must be a bool array of shape {tuple(shape)}, got {got}")
 
 
+#: Values per band in conversions done band by band (4 MB of float32).
+_BAND_VALUES = 1 << 20
+
+
 def to_uint8(image: np.ndarray) -> np.ndarray:
-    """float [0, 1] (H, W[, 3]) -> uint8, rounding to nearest."""
-    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    """float [0, 1] (H, W[, 3]) -> uint8, rounding to nearest.
+
+    Converted in bands of rows, so a 24 MP photo needs no full-size float temporaries.
+    """
+    out = np.empty(image.shape, np.uint8)
+    rows = max(1, _BAND_VALUES // max(1, image[0].size))
+    for top in range(0, image.shape[0], rows):
+        band = np.clip(image[top:top + rows], 0.0, 1.0)
+        band *= 255.0
+        band += 0.5
+        out[top:top + rows] = band  # truncates, as astype does
+    return out
 
 
 def mask_to_image(mask: np.ndarray) -> np.ndarray:
@@ -239,8 +258,11 @@ def _open(source: str | os.PathLike | bytes, limits: ImageLimits) -> Image.Image
     try:
         pil = Image.open(stream)
     except UnidentifiedImageError:
+        if _is_heif(source):
+            raise ImageInputError(f"{name} is a HEIC/HEIF photo, which this app cannot read: "
+                                  f"export or convert it to JPEG or PNG first") from None
         raise ImageInputError(
-            f"{name} is not an image this app can read (supported: PNG, JPEG, TIFF, WebP, BMP, GIF)"
+            f"{name} is not an image this app can read (supported: {_SUPPORTED})"
         ) from None
     except Image.DecompressionBombError:
         raise ImageInputError(
@@ -252,13 +274,27 @@ def _open(source: str | os.PathLike | bytes, limits: ImageLimits) -> Image.Image
                               f"read ({exc})") from None
     if pil.format not in _ALLOWED_FORMATS:
         pil.close()
-        raise ImageInputError(f"{name} is a {pil.format} file, which this app does not accept")
+        raise ImageInputError(f"{name} is in {pil.format} format, which this app does not "
+                              f"accept (supported: {_SUPPORTED})")
     try:
         _check_dimensions(pil.size, limits)
     except ImageInputError:
         pil.close()
         raise
     return pil
+
+
+def _is_heif(source: str | os.PathLike | bytes) -> bool:
+    """True when ``source`` starts like an ISO-BMFF file of a HEIC/HEIF brand."""
+    if isinstance(source, (bytes, bytearray)):
+        head = bytes(source[:32])
+    else:
+        with open(source, "rb") as handle:
+            head = handle.read(32)
+    if head[4:8] != b"ftyp":
+        return False
+    brands = {head[i:i + 4] for i in range(8, len(head) - 3, 4)}
+    return bool(brands & _HEIF_BRANDS) and b"avif" not in brands
 
 
 def _decode(pil: Image.Image) -> Image.Image:
@@ -317,6 +353,13 @@ def _pil_to_rgb(pil: Image.Image) -> np.ndarray:
     return _array_to_rgb(np.asarray(_pil_mode_for_array(pil)))
 
 
+def _scaled(array: np.ndarray, top: float) -> np.ndarray:
+    """Integer ``array`` as float32 divided by ``top``, without a second full-size copy."""
+    out = array.astype(np.float32)
+    out /= np.float32(top)
+    return out
+
+
 def _normalise_dtype(array: np.ndarray) -> np.ndarray:
     """uint8, uint16, Pillow's int32 "I" mode or float in [0, 1] -> float32 in [0, 1].
 
@@ -326,11 +369,11 @@ def _normalise_dtype(array: np.ndarray) -> np.ndarray:
     if kind == "b":
         return array.astype(np.float32)
     if kind == "u" and size == 1:
-        return array.astype(np.float32) / 255.0
+        return _scaled(array, 255.0)
     if (kind == "u" and size == 2) or (kind == "i" and size == 4 and array.size and
                                        array.min() >= 0 and array.max() <= 65535):
         # 16-bit files; Pillow decodes some 16-bit grayscale as int32 "I" mode.
-        return array.astype(np.float32) / 65535.0
+        return _scaled(array, 65535.0)
     if kind == "f":
         if not np.isfinite(array).all():
             raise ImageInputError("the image array holds NaN or infinite values")

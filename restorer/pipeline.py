@@ -144,11 +144,7 @@ class Pipeline:
             work = self._run_stage(stage, work, records, report, start, 0.7 / len(todo))
         final = work.image
         if tone.kind != "colour" and final is not image:
-            if final.shape != image.shape:  # upscaled (face stage): every pixel is new
-                final = apply_tone(final, tone)
-            else:
-                changed = np.abs(final - image).max(axis=2) > 1.0 / 512.0
-                final = np.where(changed[..., None], apply_tone(final, tone), final)
+            final = _retone(final, image, tone)
         report(1.0, "done")
         weights = {w: self._weight_versions.get(w, "unversioned")
                    for r in records for w in self.registry.spec(r.id).weights}
@@ -198,3 +194,22 @@ class Pipeline:
             mask=work.mask if output.mask is None else output.mask,
             triage=work.triage if output.triage is None else output.triage,
         )
+
+
+#: Rows per band in _retone hold about this many pixels (bounds its temporaries).
+_BAND_PIXELS = 1 << 20
+
+
+def _retone(final: np.ndarray, image: np.ndarray, tone: Tone) -> np.ndarray:
+    """A new ``final`` with ``tone`` re-applied where it differs from ``image`` (everywhere when
+    the size changed: an upscaled photo is all new), one band of rows at a time."""
+    out = np.empty_like(final)
+    rows = max(1, _BAND_PIXELS // final.shape[1])
+    for top in range(0, final.shape[0], rows):
+        band = final[top:top + rows]
+        toned = apply_tone(band, tone)
+        if final.shape == image.shape:
+            changed = np.abs(band - image[top:top + rows]).max(axis=2) > 1.0 / 512.0
+            toned = np.where(changed[..., None], toned, band)
+        out[top:top + rows] = toned
+    return out

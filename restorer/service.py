@@ -6,8 +6,10 @@ import functools
 import logging
 import os
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 from restorer.backends import DEVICE_HELP, check_device_choice
 from restorer.errors import RestorerError
@@ -16,7 +18,8 @@ from restorer.planner import AutoMethods
 from restorer.registry import default_registry
 from restorer.weights import WeightStore, default_manifest_path, load_manifest
 
-__all__ = ["DEVICE_ENV", "ServiceConfig", "build_pipeline", "build_store", "warm_up"]
+__all__ = ["DEVICE_ENV", "PixelGate", "ServiceConfig", "auto_stage_ids", "build_pipeline", "build_store",
+           "warm_up"]
 
 log = logging.getLogger(__name__)
 
@@ -91,19 +94,65 @@ def build_pipeline(config: ServiceConfig | None = None) -> Pipeline:
     return Pipeline(registry, triage_id=triage, auto=auto, weight_versions=versions)
 
 
-def warm_up(pipeline: Pipeline) -> threading.Thread:
-    """Build the triage stage (loading its framework and model) in a background thread.
+def auto_stage_ids(pipeline: Pipeline) -> list[str]:
+    """The stages Auto mode may run (triage first), each once."""
+    auto = pipeline.auto
+    ids = [pipeline.triage_id, auto.detect, auto.inpaint, auto.deblur, auto.face]
+    return list(dict.fromkeys(i for i in ids if i is not None))
 
-    The server starts at once; the first request finds the model loaded, or waits for it on
-    the registry's lock. A failure is logged; that request then reports it.
+
+def warm_up(pipeline: Pipeline) -> threading.Thread:
+    """Build Auto's stages (loading frameworks and models) in a background thread.
+
+    The server starts at once; the first request finds the models loaded, or waits for them
+    on the registry's lock. Loading before any photo is in memory also keeps the loading
+    peak (a checkpoint and its network side by side) apart from a request's. A failure is
+    logged; the request that needs the stage then reports it.
     """
 
     def build() -> None:
-        try:
-            pipeline.registry.build(pipeline.triage_id)
-        except Exception:  # logged here; the request that needs the stage reports it
-            log.exception("could not load the triage stage %s", pipeline.triage_id)
+        for stage_id in auto_stage_ids(pipeline):
+            try:
+                pipeline.registry.build(stage_id)
+            except Exception:  # logged here; the request that needs the stage reports it
+                log.exception("could not load the stage %s", stage_id)
 
     thread = threading.Thread(target=build, name="restorer-warm-up", daemon=True)
     thread.start()
     return thread
+
+
+class PixelGate:
+    """Bounds the pixels being restored at once, so memory stays bounded under load.
+
+    A run holds its photo's pixel count while it runs; one that would take the total over
+    ``budget`` waits until enough is released. A photo larger than the whole budget runs when
+    nothing else does. Peak memory then grows with ``budget``, not with the number of users
+    times the largest photo allowed.
+    """
+
+    def __init__(self, budget: int) -> None:
+        if budget <= 0:
+            raise ValueError("the pixel budget must be positive")
+        self.budget = budget
+        self._in_use = 0
+        self._free = threading.Condition()
+
+    @property
+    def in_use(self) -> int:
+        """Pixels held by running requests."""
+        return self._in_use
+
+    @contextmanager
+    def admit(self, pixels: int) -> Iterator[None]:
+        """Hold ``pixels`` of the budget for the duration of the ``with`` block."""
+        with self._free:
+            self._free.wait_for(lambda: self._in_use == 0
+                                or self._in_use + pixels <= self.budget)
+            self._in_use += pixels
+        try:
+            yield
+        finally:
+            with self._free:
+                self._in_use -= pixels
+                self._free.notify_all()

@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from _app_server import ROOT, TRIAGE_CLASSES, save_cracked_photo, serve  # noqa: I001
+from test_bad_uploads import REFUSED
 
 from gradio_client import Client, handle_file  # noqa: E402  (after _app_server's env setup)
 from gradio_client.exceptions import AppError  # noqa: E402
@@ -252,3 +254,64 @@ def test_importing_restorer_pulls_in_no_ui_or_heavy_model_packages():
                           text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().replace("'", '"')) == []
+
+
+@pytest.mark.parametrize("kind", sorted(REFUSED))
+def test_bad_upload_corpus_gets_its_message_in_the_page(client, kind, tmp_path):
+    """Every refused kind of tests/test_bad_uploads.py, uploaded to the page: an app error
+    with the same words as on the CLI, no traceback."""
+    name, data, words = REFUSED[kind]
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(AppError) as caught:
+        restore(client, path)
+    message = str(caught.value)
+    assert words in message.lower() and "Traceback" not in message, message
+
+
+def test_session_uploads_are_deleted_with_the_last_session_using_them(tmp_path):
+    import app
+
+    shared, own = tmp_path / "a" / "photo.png", tmp_path / "b" / "photo.png"
+    for path in (shared, own):
+        path.parent.mkdir()
+        path.write_bytes(b"x")
+    uploads = app.SessionUploads()
+    uploads.add("s1", str(shared))
+    uploads.add("s2", str(shared))  # the same content, uploaded by another tab
+    uploads.add("s2", str(own))
+    uploads.add(None, str(own))  # not a browser session: not tracked
+    assert uploads.forget("s1") == [] and shared.exists()
+    assert uploads.forget("s2") == sorted([shared, own])
+    assert not shared.exists() and not own.exists() and not shared.parent.exists()
+    gone = tmp_path / "c.png"
+    uploads.add("s3", str(gone))  # file already removed by gradio's cleaner
+    uploads.add("s4", str(shared))
+    assert "s3" not in uploads._sessions
+
+
+def test_cache_janitor_deletes_old_files_and_folders_but_keeps_examples(tmp_path):
+    import time
+
+    import app
+    import gradio as gr
+
+    def cached(name: str) -> Path:
+        path = tmp_path / name / "photo.png"
+        path.parent.mkdir()
+        path.write_bytes(b"x")
+        return path
+
+    old, example = cached("a"), cached("c")
+    time.sleep(0.3)
+    now = time.time()
+    new = cached("b")
+    with gr.Blocks() as demo:
+        image = gr.Image()
+    image.keep_in_cache = {str(example)}
+    demo.temp_file_sets.append({str(old), str(new)})
+    janitor = app.CacheJanitor(demo, tmp_path, keep_seconds=0.2)
+    assert janitor.sweep(now=now + 0.05) == 1
+    assert not old.exists() and not old.parent.exists()  # the file and its emptied folder
+    assert example.exists() and new.exists()
+    assert demo.temp_file_sets[-1] == {str(new)}

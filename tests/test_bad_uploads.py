@@ -64,6 +64,9 @@ REFUSED = {
                                               optimize=True), "megapixels"),
     "zip renamed png": ("archive.png", b"PK\x03\x04" + b"\x00" * 100, "not an image"),
     "extreme aspect": ("strip.png", _save(Image.new("RGB", (4000, 20)), "PNG"), "aspect"),
+    "heic": ("IMG_0001.HEIC", struct.pack(">I", 24) + b"ftypheic" + struct.pack(">I", 0)
+             + b"mif1heic" + b"\x00" * 200, "heic"),
+    "psd renamed jpg": ("layers.jpg", b"8BPS\x00\x01" + b"\x00" * 200, "not an image"),
 }
 
 ACCEPTED = {
@@ -79,6 +82,7 @@ ACCEPTED = {
     "animated gif (first frame)": ("anim.gif", _animated("GIF"), (64, 48)),
     "animated webp (first frame)": ("anim.webp", _animated("WEBP"), (64, 48)),
     "bmp": ("old.bmp", _save(_photo(), "BMP"), (64, 48)),
+    "avif": ("photo.avif", _save(_photo(), "AVIF"), (64, 48)),
     "webp": ("photo.webp", _save(_photo(), "WEBP", lossless=True), (64, 48)),
     "jpeg with upper-case extension": ("PHOTO.JPG", _save(_photo(), "JPEG"), (64, 48)),
     "no extension": ("photo", _save(_photo(), "PNG"), (64, 48)),

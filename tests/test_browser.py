@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import time
 
 import pytest
 from PIL import Image
@@ -58,9 +59,16 @@ def chromium() -> str:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with serve(tmp_path_factory.mktemp("gradio-cache")) as url:
-        yield url
+def served(tmp_path_factory):
+    """(URL, gradio cache folder) of the app served for this module."""
+    cache = tmp_path_factory.mktemp("gradio-cache")
+    with serve(cache) as url:
+        yield url, cache
+
+
+@pytest.fixture(scope="module")
+def server(served):
+    return served[0]
 
 
 def _block(page, label: str):
@@ -164,3 +172,26 @@ def test_example_photo_restores(page, server):
     restored = _block(page, "Restored photo (full-resolution PNG)").locator("img")
     expect(restored).to_have_attribute("src", re.compile("/gradio_api/file="))
     expect(page.locator(".toast-body")).to_have_count(0)
+
+
+def test_uploads_are_deleted_when_the_tab_closes(page, served, tmp_path):
+    """The uploaded photo stays while the tab is open (to re-run with other settings) and is
+    deleted from the server when the tab closes."""
+    from playwright.sync_api import expect
+
+    url, cache = served
+    photo, _ = save_cracked_photo(tmp_path)
+    probe = photo.rename(photo.with_name(f"upload-probe-{os.getpid()}.png"))
+    page.goto(url)
+    old_photo = _block(page, "Old photo")
+    old_photo.locator("input[type=file]").set_input_files(str(probe))
+    expect(old_photo.locator("img").first).to_have_attribute("src", re.compile(r".+"))
+    page.get_by_role("button", name="Find defects", exact=True).click()
+    mask = _block(page, "Defect mask (white = defect)").locator("img")
+    expect(mask).to_have_attribute("src", re.compile("/gradio_api/file="), timeout=TIMEOUT_MS)
+    assert list(cache.rglob(probe.name)), "the upload should be kept while the tab is open"
+    page.close()
+    deadline = time.monotonic() + 20
+    while list(cache.rglob(probe.name)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not list(cache.rglob(probe.name)), "the upload outlived its tab"

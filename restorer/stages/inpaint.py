@@ -75,12 +75,17 @@ class _OpenCVInpainter(CropInpainter):
     def fill(self, crop: np.ndarray, mask: np.ndarray, options: Mapping[str, Any]) -> np.ndarray:
         # OpenCV inpaints more than 8 bits only one channel at a time, and its Telea gives
         # wrong values on float32 input: use 16-bit channels (steps of 1/65535).
+        # One channel at a time, so a crop as large as a 24 MP scan needs few temporaries.
         mask_u8 = mask.astype(np.uint8)
         radius = float(options["radius"])
-        crop16 = (np.clip(crop, 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16)
-        channels = [cv2.inpaint(np.ascontiguousarray(crop16[..., c]), mask_u8, radius, self.flag)
-                    for c in range(3)]
-        return np.stack(channels, axis=2).astype(np.float32) / 65535.0
+        out = np.empty(crop.shape, np.float32)
+        for c in range(3):
+            channel = np.clip(crop[..., c], 0.0, 1.0)
+            channel *= 65535.0
+            channel += 0.5
+            out[..., c] = cv2.inpaint(channel.astype(np.uint16), mask_u8, radius, self.flag)
+        out /= np.float32(65535.0)
+        return out
 
 
 class NavierStokesInpainter(_OpenCVInpainter):
