@@ -27,7 +27,8 @@ import pandas as pd  # noqa: E402
 from restorer import (ImageLimits, Pipeline, PlannedStage, RestoreResult, RestorerError,  # noqa: E402
                       StageKind, load_image, load_mask, plan_manual)
 from restorer.backends import return_large_blocks_to_the_system  # noqa: E402
-from restorer.imaging import mask_to_image, outline_boxes, overlay_mask, to_uint8  # noqa: E402
+from restorer.imaging import (check_defect_mask, mask_to_image, outline_boxes,  # noqa: E402
+                              overlay_mask, to_uint8)
 from restorer.service import PixelGate, ServiceConfig, build_pipeline, warm_up  # noqa: E402
 
 log = logging.getLogger("restorer.app")
@@ -326,6 +327,7 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
             mask = _editor_mask(editor, image.shape[:2])
             if mask is None or not mask.any():
                 raise RestorerError("the mask is empty: paint over the defects first")
+            check_defect_mask(mask)
             plan = plan_manual([inpaint_id], specs, has_mask=True)
             return run(image, plan, mask, progress)
         except RestorerError as exc:

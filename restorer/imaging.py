@@ -33,6 +33,7 @@ __all__ = [
     "outline_boxes",
     "validate_image",
     "validate_mask",
+    "check_defect_mask",
 ]
 
 ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
@@ -123,7 +124,29 @@ def load_mask(
             f"the mask is {mask.shape[1]}x{mask.shape[0]} pixels but the photo is "
             f"{shape[1]}x{shape[0]}: upload a mask of the same size as the photo"
         )
-    return np.ascontiguousarray(mask, dtype=bool)
+    mask = np.ascontiguousarray(mask, dtype=bool)
+    check_defect_mask(mask)
+    return mask
+
+
+MAX_MASK_FRACTION = 0.9
+"""A user's mask may mark at most this share of the photo: inpainting fills from the rest."""
+
+
+def check_defect_mask(mask: np.ndarray) -> None:
+    """Raise ImageInputError if a user's bool (H, W) mask marks nothing or nearly everything."""
+    fraction = float(mask.mean()) if mask.size else 0.0
+    if fraction == 0.0:
+        raise ImageInputError(
+            "the mask marks no defect (it is all black or transparent): paint the defects in "
+            "white, or leave the mask out and let detection find them"
+        )
+    if fraction > MAX_MASK_FRACTION:
+        raise ImageInputError(
+            f"the mask marks {fraction:.0%} of the photo as defect; inpainting fills defects "
+            f"from the undamaged rest, so at most {MAX_MASK_FRACTION:.0%} may be marked: "
+            "mark only the defects, in white on black"
+        )
 
 
 def validate_image(image: np.ndarray) -> None:

@@ -180,6 +180,15 @@ def test_mask_of_another_size_is_refused(client, cracked, tmp_path):
     assert "100x80" in str(caught.value) and "512x512" in str(caught.value)
 
 
+@pytest.mark.parametrize("fill, words", [(0, "marks no defect"), (255, "marks 100% of the photo")])
+def test_empty_and_all_white_masks_are_refused_in_the_page(client, cracked, tmp_path, fill,
+                                                           words):
+    mask_path = tmp_path / f"mask{fill}.png"
+    Image.new("L", (512, 512), fill).save(mask_path)
+    with pytest.raises(AppError, match=words):
+        restore(client, cracked[0], "Manual", kinds=["inpaint"], mask=mask_path)
+
+
 def test_detect_returns_labels_and_mask_and_leaves_the_photo(client, cracked):
     photo, damaged, before = cracked
     out = unpack(client.predict(handle_file(str(photo)), "detect.morph", 0.5,

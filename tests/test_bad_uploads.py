@@ -148,8 +148,8 @@ def test_bad_mask_is_refused(mask_kind, words, tmp_path, capsys):
     assert list(out.parent.iterdir()) == []
 
 
-@pytest.mark.parametrize("fill", [0, 255])
-def test_empty_and_full_masks_give_a_result_or_a_clear_refusal(fill, tmp_path, capsys):
+@pytest.mark.parametrize("fill, words", [(0, "marks no defect"), (255, "marks 100% of the photo")])
+def test_empty_and_full_masks_are_refused_with_what_is_wrong(fill, words, tmp_path, capsys):
     photo = tmp_path / "photo.png"
     photo.write_bytes(_save(_photo(), "PNG"))
     mask = tmp_path / "mask.png"
@@ -158,9 +158,24 @@ def test_empty_and_full_masks_give_a_result_or_a_clear_refusal(fill, tmp_path, c
     out.parent.mkdir()
     code = main(["restore", str(photo), "-o", str(out), "--mode", "manual", "--stages",
                  "inpaint:telea", "--mask", str(mask)])
-    message = capsys.readouterr()
-    if code == 0:
-        assert out.is_file()
-    else:
-        assert code == 2 and "mask" in message.err.lower(), message
-        assert list(out.parent.iterdir()) == []
+    message = capsys.readouterr().err
+    assert code == 2 and words in message, message
+    assert list(out.parent.iterdir()) == []
+
+
+def test_mask_marking_most_of_the_photo_is_refused_but_a_large_hole_is_not(tmp_path, capsys):
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(_save(_photo(), "PNG"))
+    out = tmp_path / "out" / "o.png"
+    out.parent.mkdir()
+    codes = {}
+    for share in (0.5, 0.95):
+        mask = np.zeros((48, 64), np.uint8)
+        mask[: round(48 * share)] = 255
+        path = tmp_path / f"mask{share}.png"
+        Image.fromarray(mask).save(path)
+        codes[share] = main(["restore", str(photo), "-o", str(out), "--mode", "manual",
+                             "--stages", "inpaint:telea", "--mask", str(path)])
+        codes[share, "err"] = capsys.readouterr().err
+    assert codes[0.5] == 0 and out.is_file(), codes[0.5, "err"]
+    assert codes[0.95] == 2 and "at most 90%" in codes[0.95, "err"], codes[0.95, "err"]
