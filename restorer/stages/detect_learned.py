@@ -184,11 +184,28 @@ def descriptor_classifier(model: nn.Module, window: int) -> CandidateClassifier:
     return classify
 
 
-def segnet_probability(model: SegNet, image: np.ndarray) -> np.ndarray:
-    """Defect probability float32 (H, W) of float32 (H, W, 3) [0, 1] ``image``."""
+#: Flips averaged by :func:`segnet_probability`: none, left-right, up-down, both (tensor dims).
+_FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
+
+
+def segnet_probability(model: SegNet, image: np.ndarray, *, flips: bool = True) -> np.ndarray:
+    """Defect probability float32 (H, W) of float32 (H, W, 3) [0, 1] ``image``.
+
+    With ``flips`` the probability is the mean over the image and its three flips (one pass
+    each, so memory stays that of one pass): cracks have no preferred direction, texture that
+    looks like a crack from one side often does not from the other: on the validation photos
+    it lowers the false alarms at equal detection by a quarter to a third (weights/detector.md),
+    for four times the compute.
+    """
     tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+    total = None
     with torch.inference_mode():
-        return torch.sigmoid(model(tensor))[0, 0].numpy()
+        for dims in _FLIPS if flips else ((),):
+            view = torch.flip(tensor, dims) if dims else tensor
+            probability = torch.sigmoid(model(view))
+            probability = torch.flip(probability, dims) if dims else probability
+            total = probability if total is None else total.add_(probability)
+    return (total[0, 0] / (len(_FLIPS) if flips else 1)).numpy()
 
 
 def _analysed(image: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Train the learned defect detectors and their baselines on seeded synthetic damage.
 
     python -m restorer.train.detector --data ../shared/data --out weights [--seed 0]
-        [--windows 11,15,21] [--size 640]
+        [--windows 11,15,21] [--size 640] [--models mlp,svm,cnn,segnet]
 
 Photos (``<data>/clean``, long side ``--size``), split by source photo:
 
@@ -28,7 +28,13 @@ Trained (torch, CPU, seeds fixed, so a rerun gives the same files on the same ma
 - ``detector_cnn.safetensors`` (baseline): CNN on the RGB window around the same candidates,
   3 conv layers of 10, 20, 30 maps, ReLU, Adam 1e-3, batch 20.
 - ``detector_segnet.safetensors`` (stage ``detect.segnet``): a small U-Net on 96 px crops of
-  the same damaged photos, BCE, Adam 1e-3.
+  the same damaged photos, BCE, Adam 1e-3 with cosine decay, 9,000 steps of 16 crops (3,000
+  left it clearly undertrained: weights/detector.md).
+
+``--models`` retrains some of them only (the SegNet alone takes about half an hour on one core).
+The SegNet seeds itself, so ``--models segnet`` writes the same file as a full run; the
+descriptor models draw their initial weights from the run's shared random stream, so the
+shipped files are reproduced by training them together (the default).
 
 Each threshold is calibrated on every third validation image: the highest mean correct-detection
 probability whose mean false-alarm probability is at most ``--target-fa``. A summary with the
@@ -77,6 +83,8 @@ HELD_OUT: tuple[tuple[str, slice], ...] = (
 _SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".pgm")
 _POSITIVE, _NEGATIVE = synth.TRUTH_ALPHA, 0.05
 _CROP = 96
+#: The models this trainer writes, ``detector_<name>.safetensors``.
+MODELS = ("mlp", "svm", "cnn", "segnet")
 #: Probability thresholds tried, strict to loose: even steps in logit (an MLP's are near 1).
 THRESHOLDS = 1.0 / (1.0 + np.exp(-np.arange(10.0, -5.01, -0.25)))
 
@@ -376,7 +384,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="positive and negative candidates sampled per photo (each)")
     parser.add_argument("--epochs", type=int, default=45, help="MLP epochs")
     parser.add_argument("--cnn-epochs", type=int, default=8)
-    parser.add_argument("--segnet-steps", type=int, default=3000)
+    parser.add_argument("--segnet-steps", type=int, default=9000)
+    parser.add_argument("--models", default=",".join(MODELS),
+                        help="models to train, comma-separated (default all); the others' "
+                             "files are left as they are")
     parser.add_argument("--cache", type=Path, default=None,
                         help="folder to keep the sampled descriptors in between runs (optional)")
     parser.add_argument("--limit", type=int, default=0,
@@ -391,6 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     windows = [int(w) for w in args.windows.split(",")]
     if any(w % 2 == 0 or w < 5 for w in windows):
         raise RestorerError(f"--windows must be odd sides >= 5, got {args.windows}")
+    chosen = [m.strip() for m in args.models.split(",") if m.strip()]
+    if not chosen or set(chosen) - set(MODELS):
+        raise RestorerError(f"--models takes some of {', '.join(MODELS)}, got {args.models!r}")
 
     paths = list_photos(args.data, TRAINING)
     if args.limit:
@@ -402,46 +416,52 @@ def main(argv: list[str] | None = None) -> int:
     log.info("%d training photos, %d validation photos", len(train_paths), len(val_paths))
     train = make_examples(train_paths, args.size, args.seed)
     val = make_examples(val_paths, args.size, args.seed + 1000)
-    key = f"s{args.seed}-w{'_'.join(map(str, windows))}-p{args.points}-z{args.size}-l{args.limit}"
-    train_points = cached_points(args.cache, f"train-{key}",
-                                 lambda: sample_points(train, windows, args.points, args.seed))
-    val_points = cached_points(args.cache, f"val-{key}",
-                               lambda: sample_points(val, windows, args.points, args.seed + 1000))
-    log.info("descriptors: %d training (%d defect), %d validation; %.0f s",
-             len(train_points.labels), int(train_points.labels.sum()), len(val_points.labels),
-             time.perf_counter() - started)
-
     summary: dict[str, object] = {
         "seed": args.seed, "size": args.size, "target_fa": args.target_fa,
         "train_photos": len(train_paths), "val_photos": len(val_paths),
         "train_images": len(train), "val_images": len(val), "calibration_images": len(val[::3]),
-        "train_points": len(train_points.labels),
-        "train_defect_points": int(train_points.labels.sum()),
-        "window_auc": {},
     }
-    window_auc: dict[int, float] = {}
-    for window in windows:
-        quick = train_mlp(train_points, window, args.seed, min(10, args.epochs))
-        window_auc[window] = _auc(_scores(quick, val_points.descriptors[window]),
-                                  val_points.labels)
-        log.info("window %d: validation AUC %.4f", window, window_auc[window])
-    window = max(windows, key=window_auc.__getitem__)
-    summary["window_auc"] = {str(k): v for k, v in window_auc.items()}
-    summary["window"] = window
-
     args.out.mkdir(parents=True, exist_ok=True)
     models: dict[str, tuple[nn.Module, Callable[[np.ndarray], np.ndarray]]] = {}
-    mlp = train_mlp(train_points, window, args.seed, args.epochs)
-    models["mlp"] = (mlp, lambda im: candidate_probability(im, descriptor_classifier(mlp, window),
-                                                           15000))
-    svm = train_svm(train_points, window, args.seed)
-    models["svm"] = (svm, lambda im: candidate_probability(im, descriptor_classifier(svm, window),
-                                                           15000))
-    cnn = train_cnn(train_points, window, args.seed, args.cnn_epochs)
-    models["cnn"] = (cnn, lambda im: candidate_probability(im, cnn_classifier(cnn, window),
-                                                           15000))
-    segnet = train_segnet(train, args.seed, args.segnet_steps)
-    models["segnet"] = (segnet, lambda im: segnet_probability(segnet, im))
+    descriptor_models = [m for m in chosen if m != "segnet"]
+    window = 0
+    if descriptor_models:
+        key = (f"s{args.seed}-w{'_'.join(map(str, windows))}-p{args.points}-z{args.size}"
+               f"-l{args.limit}")
+        train_points = cached_points(args.cache, f"train-{key}",
+                                     lambda: sample_points(train, windows, args.points, args.seed))
+        val_points = cached_points(args.cache, f"val-{key}",
+                                   lambda: sample_points(val, windows, args.points,
+                                                         args.seed + 1000))
+        log.info("descriptors: %d training (%d defect), %d validation; %.0f s",
+                 len(train_points.labels), int(train_points.labels.sum()),
+                 len(val_points.labels), time.perf_counter() - started)
+        window_auc: dict[int, float] = {}
+        for size in windows:
+            quick = train_mlp(train_points, size, args.seed, min(10, args.epochs))
+            window_auc[size] = _auc(_scores(quick, val_points.descriptors[size]),
+                                    val_points.labels)
+            log.info("window %d: validation AUC %.4f", size, window_auc[size])
+        window = max(windows, key=window_auc.__getitem__)
+        summary.update(train_points=len(train_points.labels),
+                       train_defect_points=int(train_points.labels.sum()),
+                       window_auc={str(k): v for k, v in window_auc.items()}, window=window)
+    if "mlp" in chosen:
+        mlp = train_mlp(train_points, window, args.seed, args.epochs)
+        models["mlp"] = (mlp, lambda im: candidate_probability(
+            im, descriptor_classifier(mlp, window), 15000))
+    if "svm" in chosen:
+        svm = train_svm(train_points, window, args.seed)
+        models["svm"] = (svm, lambda im: candidate_probability(
+            im, descriptor_classifier(svm, window), 15000))
+    if "cnn" in chosen:
+        cnn = train_cnn(train_points, window, args.seed, args.cnn_epochs)
+        models["cnn"] = (cnn, lambda im: candidate_probability(im, cnn_classifier(cnn, window),
+                                                               15000))
+    if "segnet" in chosen:
+        segnet = train_segnet(train, args.seed, args.segnet_steps)
+        models["segnet"] = (segnet, lambda im: segnet_probability(segnet, im))
+        summary["segnet_steps"] = args.segnet_steps
     metrics = {}
     for name, (model, probability) in models.items():
         auc = None
@@ -454,11 +474,19 @@ def main(argv: list[str] | None = None) -> int:
                          "val_detection": detection, "val_candidate_auc": auc}
         log.info("%s: threshold %.3f, validation false alarm %.4f, detection %.3f, AUC %s",
                  name, threshold, false_alarm, detection, auc)
-        _save(model, args.out / f"detector_{name}.safetensors", window=window,
-              threshold=threshold)
+        meta = {"threshold": threshold} if name == "segnet" else {"window": window,
+                                                                  "threshold": threshold}
+        _save(model, args.out / f"detector_{name}.safetensors", **meta)
     summary["metrics"] = metrics
     summary["seconds"] = round(time.perf_counter() - started)
-    (args.out / "detector_training.json").write_text(json.dumps(summary, indent=2) + "\n")
+    record = args.out / "detector_training.json"
+    if record.is_file() and set(chosen) != set(MODELS):  # keep what the other models recorded
+        previous = json.loads(record.read_text())
+        previous_metrics = previous.get("metrics", {})
+        previous.update(summary)
+        previous["metrics"] = {**previous_metrics, **metrics}
+        summary = previous
+    record.write_text(json.dumps(summary, indent=2) + "\n")
     log.info("done in %.0f s", time.perf_counter() - started)
     return 0
 
