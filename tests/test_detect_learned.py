@@ -12,15 +12,14 @@ import numpy as np
 import pytest
 
 from restorer import synth
+from restorer.errors import RestorerError
 from restorer.features import DESCRIPTOR_LENGTH, PARTS, describe, texture_planes
 from restorer.registry import default_registry
 from restorer.stages.base import Work
 from restorer.stages.detect import MorphParams, detect_morphological, find_candidates
-from restorer.errors import RestorerError
 from restorer.stages.detect_learned import (CANDIDATES, DescriptorDetector, SegmentationDetector,
                                             candidate_points, segnet_probability)
-from restorer.train.detector import detection_rates
-from restorer.train.detector import main as train_detector
+from restorer.train.detector import detection_rates, main as train_detector
 from restorer.weights import WeightStore, default_manifest_path, load_manifest
 
 #: detect.segnet's mean wrong-pixel share over detect.morph's on the four fixture photos:
@@ -169,7 +168,6 @@ def test_sensitivity_orders_the_masks(photos, store):
     sizes = [stage.run(Work(sample.image), dict(stage.spec.options, sensitivity=s), _quiet)
              .mask.sum() for s in (0.2, 0.5, 0.8)]
     assert sizes[0] < sizes[1] < sizes[2], sizes
-
 
 
 def test_segnet_probability_averages_flips_so_it_is_flip_equivariant(photos, store):

@@ -198,14 +198,12 @@ def segnet_probability(model: SegNet, image: np.ndarray, *, flips: bool = True) 
     for four times the compute.
     """
     tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
-    total = None
+    passes = _FLIPS if flips else ((),)
+    total = torch.zeros(image.shape[:2])
     with torch.inference_mode():
-        for dims in _FLIPS if flips else ((),):
-            view = torch.flip(tensor, dims) if dims else tensor
-            probability = torch.sigmoid(model(view))
-            probability = torch.flip(probability, dims) if dims else probability
-            total = probability if total is None else total.add_(probability)
-    return (total[0, 0] / (len(_FLIPS) if flips else 1)).numpy()
+        for dims in passes:
+            total += torch.sigmoid(model(tensor.flip(dims))).flip(dims)[0, 0]
+    return (total / len(passes)).numpy()
 
 
 def _analysed(image: np.ndarray) -> np.ndarray:

@@ -423,9 +423,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     models: dict[str, tuple[nn.Module, Callable[[np.ndarray], np.ndarray]]] = {}
-    descriptor_models = [m for m in chosen if m != "segnet"]
     window = 0
-    if descriptor_models:
+    if set(chosen) - {"segnet"}:  # the descriptor models share the sampled candidates
         key = (f"s{args.seed}-w{'_'.join(map(str, windows))}-p{args.points}-z{args.size}"
                f"-l{args.limit}")
         train_points = cached_points(args.cache, f"train-{key}",
