@@ -113,7 +113,7 @@ def _pipeline(weights: str, scratch: Path, untiled: bool):
     from restorer.planner import AutoMethods
     from restorer.registry import Registry, StageEntry
     from restorer.stages.deblur import RichardsonLucyDeblur
-    from restorer.stages.detect import MorphologicalDetector
+    from restorer.stages.detect_learned import SegmentationDetector
     from restorer.stages.face import (GFPGAN_V14_ARCH, PARSENET_ARCH, WEIGHT_IDS,
                                       FaceArchitectures, GfpganFace, write_standin_weights)
     from restorer.stages.inpaint import TeleaInpainter
@@ -143,12 +143,14 @@ def _pipeline(weights: str, scratch: Path, untiled: bool):
 
     registry = Registry([
         StageEntry(NetTriage.spec, lambda: NetTriage(path)),
-        StageEntry(MorphologicalDetector.spec, MorphologicalDetector),
+        StageEntry(SegmentationDetector.spec,
+                   lambda: SegmentationDetector(path("detect_segnet"))),
         StageEntry(TeleaInpainter.spec, TeleaInpainter),
         StageEntry(deblur_spec, RichardsonLucyDeblur),
         StageEntry(GfpganFace.spec, lambda: GfpganFace(path, device="cpu", archs=archs)),
     ], weight_check=lambda weight_id: store_of(weight_id).is_available(weight_id))
-    return Pipeline(registry, triage_id="triage.net", auto=AutoMethods(face="face.gfpgan")), label
+    auto = AutoMethods(detect="detect.segnet", face="face.gfpgan")
+    return Pipeline(registry, triage_id="triage.net", auto=auto), label
 
 
 def child(scan: Path, out: Path, weights: str, untiled: bool, report: Path) -> None:

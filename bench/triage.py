@@ -7,9 +7,11 @@
 
 The test set is made by the training module's own generator (``restorer.train.triage``) from the
 held-out photos only (never seen in training), four labels in equal numbers, seeded. Each model
-and the heuristic triage (detect.morph + triage.heuristic) run in this one process and the script
-prints: four-label accuracy, per-class precision / recall, the confusion matrix (rows = truth),
-milliseconds per photo on this CPU (views included) and the model's size.
+(the network alone, and fused with detect.segnet's mask and the blur measure as the
+``triage.net`` stage does) and the heuristic triage (detect.morph + triage.heuristic) run in
+this one process and the script prints: four-label accuracy, per-class precision / recall, the
+confusion matrix (rows = truth), milliseconds per photo on this CPU (views included) and the
+model's size.
 
 ``--real-table`` writes the first model's labels for every photo under ``DATA/real`` as a
 markdown table; ``--real-sheet`` a contact sheet of thumbnails with their labels, for looking at
@@ -33,7 +35,8 @@ if str(REPO) not in sys.path:
 from restorer.imaging import load_image  # noqa: E402
 from restorer.registry import default_registry  # noqa: E402
 from restorer.stages.base import Work  # noqa: E402
-from restorer.stages.triage_net import NetTriage  # noqa: E402
+from restorer.service import ServiceConfig, build_store  # noqa: E402
+from restorer.stages.triage_net import WEIGHT_ID, NetTriage, fuse  # noqa: E402
 from restorer.train.triage import (LABELS, evaluate, make_sample,  # noqa: E402
                                    source_photos)
 
@@ -58,13 +61,23 @@ def heldout_samples(data: Path, count: int, seed: int) -> list:
     return samples
 
 
-def run_net(path: Path, samples: list) -> tuple[np.ndarray, float, NetTriage]:
-    """(p_blur, p_crack) per sample, mean seconds per photo, and the loaded stage."""
-    stage = NetTriage(lambda weight_id: path)
+def run_net(path: Path, samples: list) -> tuple[np.ndarray, np.ndarray, float, NetTriage]:
+    """(p_blur, p_crack) per sample of the network alone and fused with the detector and the
+    blur measure (the stage's answer), mean seconds per photo (both), and the loaded stage.
+
+    The detector and the fusion are the verified files of the project's manifest.
+    """
+    store = build_store(ServiceConfig(offline=True))
+    stage = NetTriage(lambda weight_id: path if weight_id == WEIGHT_ID
+                      else store.resolve(weight_id, download=False))
     stage.probabilities(samples[0].image)  # load and warm up outside the timing
     started = time.perf_counter()
-    out = np.array([stage.probabilities(s.image) for s in samples])
-    return out, (time.perf_counter() - started) / len(samples), stage
+    measured = [stage.network.measure(s.image) for s in samples]
+    seconds = (time.perf_counter() - started) / len(samples)
+    alone = np.array([(m.p_blur, m.p_crack) for m in measured])
+    fused = np.array([fuse(stage.fusion, m.p_blur, m.p_crack, m.blur_sigma, m.features)
+                      for m in measured])
+    return alone, fused, seconds, stage
 
 
 def run_heuristic(samples: list) -> tuple[np.ndarray, float]:
@@ -153,14 +166,17 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# Triage on {len(samples)} held-out synthetic photos (seed {args.seed})\n")
     first_stage = None
     for name, path in models:
-        probabilities, seconds, stage = run_net(Path(path), samples)
+        alone, fused, seconds, stage = run_net(Path(path), samples)
         first_stage = first_stage or stage
-        model = stage._model
+        model = stage.network.model
         sizes[name] = (f"{model.count_params():,} parameters, "
                        f"{Path(path).stat().st_size / 1e6:.2f} MB")
         targets = np.array([s.targets for s in samples])
-        print_report(f"{name} ({Path(path).name})", evaluate(probabilities, targets),
-                     seconds * 1e3, sizes[name])
+        print_report(f"{name} ({Path(path).name}), network alone", evaluate(alone, targets),
+                     seconds * 1e3, sizes[name] + "; ms include the detector")
+        print_report(f"{name} fused with detect.segnet and the blur measure (triage.net)",
+                     evaluate(fused, targets), seconds * 1e3,
+                     sizes[name] + " + detect.segnet 97k parameters + 7 fusion weights")
     if not args.no_heuristic:
         decisions, seconds = run_heuristic(samples)
         targets = np.array([s.targets for s in samples])

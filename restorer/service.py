@@ -29,6 +29,8 @@ DEVICE_ENV = "RESTORER_DEVICE"
 FACE_STAGE = "face.gfpgan"
 TRIAGE_STAGES = ("triage.net", "triage.heuristic")
 """Triage stages in order of preference: the first whose weights are present is used."""
+DETECT_STAGES = ("detect.segnet", "detect.morph")
+"""Auto mode's detectors in order of preference: the first whose weights are present is used."""
 
 
 def _device_from_env() -> str:
@@ -66,12 +68,11 @@ def build_store(config: ServiceConfig) -> WeightStore:
 def build_pipeline(config: ServiceConfig | None = None) -> Pipeline:
     """A pipeline over the default registry; stages whose weights are absent are unavailable.
 
-    Auto mode restores faces when the face stage's weights are present and verified, and
-    triages with the trained network when its weights are (else with the heuristic). It
-    detects with detect.morph: the learned detectors are better on held-out synthetic damage
-    (detect.segnet: Telea on its mask 31.1 dB against 30.5, 0.9 % of clean photos flagged
-    against 1.7 %) but worse on the real scratched photos (weights/detector.md), and real
-    photos are what the app is for.
+    Auto mode restores faces when the face stage's weights are present and verified, triages
+    with the trained network when its weights are (else with the heuristic), and detects with
+    the segmentation network when its weights are (else morphologically): it finds more of
+    the defects and flags less of the photo, on held-out synthetic damage and on the real
+    scratched photos (weights/detector.md). The triage judges cracks from that detector's mask.
     """
     config = ServiceConfig() if config is None else config
     store = build_store(config)
@@ -87,7 +88,10 @@ def build_pipeline(config: ServiceConfig | None = None) -> Pipeline:
     if missing:
         log.info("Auto mode will not restore faces: weights %s are not available here",
                  ", ".join(missing))
-    auto = AutoMethods(face=None if missing else FACE_STAGE)
+    detect = next(d for d in DETECT_STAGES if registry.is_available(d))
+    if detect != DETECT_STAGES[0]:
+        log.info("Auto mode detects with %s: %s is unavailable", detect, DETECT_STAGES[0])
+    auto = AutoMethods(detect=detect, face=None if missing else FACE_STAGE)
     triage = next(t for t in TRIAGE_STAGES if registry.is_available(t))
     if triage != TRIAGE_STAGES[0]:
         log.info("triage falls back to %s: %s is unavailable", triage, TRIAGE_STAGES[0])

@@ -19,7 +19,7 @@ from _app_server import free_port, save_cracked_photo, serve  # noqa: I001
 from gradio_client import Client, handle_file  # noqa: E402  (after _app_server's env setup)
 from gradio_client.exceptions import AppError  # noqa: E402
 
-from restorer import Pipeline, Registry, StageEntry, plan_manual  # noqa: E402
+from restorer import Pipeline, Registry, StageEntry, plan_manual, synth  # noqa: E402
 from restorer.cli import main as cli_main  # noqa: E402
 from restorer.errors import StageUnavailableError, WeightsError  # noqa: E402
 from restorer.service import ServiceConfig, build_pipeline, build_store  # noqa: E402
@@ -82,6 +82,19 @@ def test_corrupt_weight_file_makes_its_stage_unavailable_not_a_crash(weights_cop
     assert (weights_copy / "triage_net.keras").is_file()
     with pytest.raises(WeightsError, match="sha256"):
         build_store(config).resolve("triage_net", download=False)
+
+
+def test_corrupt_detector_file_falls_back_to_morphology(weights_copy, photos):
+    """The SegNet file feeds Auto's detector and the triage's crack evidence: without it
+    Auto detects morphologically and triages with the heuristic, and still restores."""
+    config = _config(weights_copy)
+    good = build_pipeline(config)
+    assert good.auto.detect == "detect.segnet" and good.triage_id == "triage.net"
+    _corrupt(weights_copy / "detector_segnet.safetensors")
+    pipeline = build_pipeline(config)
+    assert pipeline.auto.detect == "detect.morph" and pipeline.triage_id == "triage.heuristic"
+    result = pipeline.run(synth.damage(photos["coffee"], np.random.default_rng(1)).image)
+    assert result.plan.ids[:2] == ("detect.morph", "inpaint.telea")
 
 
 def test_unreachable_hub_falls_back_to_the_bundled_weights(weights_copy, photos, monkeypatch,

@@ -69,7 +69,7 @@ def test_24_megapixel_scan_with_cracks_and_faces_stays_under_4_gb(tmp_path, grey
     scan = save_image(huge.make_scan(24.0, grey=grey), tmp_path / "scan.jpg")
     result = huge.run_scan(scan, weights="small", timeout=900)
     assert result["size"] == [6000, 4000]
-    assert result["plan"] == ["detect.morph", "inpaint.telea", "deblur.rl", "face.gfpgan"]
+    assert result["plan"] == ["detect.segnet", "inpaint.telea", "deblur.rl", "face.gfpgan"]
     assert result["faces"] != "0 of 0"
     assert result["max_rss"] <= 4 * GB, f"peak RSS {result['max_rss'] / GB:.2f} GB"
     out = load_image(result["output"])

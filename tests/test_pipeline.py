@@ -13,6 +13,7 @@ from restorer import (PlanError, Pipeline, Registry, StageEntry, StageError, Sta
                       StageOutput, StageSpec, TriageResult, default_registry, plan_manual, synth)
 from restorer.ops import luminance
 from restorer.registry import StageUnavailableError
+from restorer.service import ServiceConfig, build_pipeline
 from restorer.stages.deblur import deblur, estimate_blur_sigma
 from restorer.stages.detect import MorphologicalDetector
 from restorer.stages.inpaint import TeleaInpainter
@@ -78,10 +79,11 @@ def test_auto_run_returns_every_intermediate(cracked):
 
 
 _THIN_STRUCTURES_XFAIL = pytest.mark.xfail(
-    strict=True, reason="known defect: the morphological detector also flags real thin "
-    "structures (flag stripes, suit seams, tripod legs), so Auto inpaints real detail and "
-    "whole-photo PSNR drops (astronaut 26.8 -> 26.3 dB, camera 25.7 -> 25.5); the learned "
-    "false-alarm filter (issue 5) must fix this")
+    strict=True, reason="known defect of the fallback without weights: the morphological "
+    "detector also flags real thin structures (flag stripes, suit seams, tripod legs), so Auto "
+    "inpaints real detail and whole-photo PSNR drops (astronaut 26.8 -> 26.3 dB, camera 25.7 -> "
+    "25.5); with the bundled weights Auto detects with detect.segnet and improves both "
+    "(test_shipped_auto_improves_busy_photos)")
 
 
 @pytest.mark.parametrize("name", ["coffee", "chelsea",
@@ -92,6 +94,24 @@ def test_auto_improves_busy_photos(photos, name):
     result = Pipeline(default_registry()).run(damaged.image)
     assert psnr(damaged.clean, result.image, data_range=1) > psnr(damaged.clean, damaged.image,
                                                                   data_range=1)
+
+
+@pytest.fixture(scope="module")
+def shipped_pipeline() -> Pipeline:
+    """The pipeline the app and the CLI build: bundled weights, offline."""
+    return build_pipeline(ServiceConfig(offline=True))
+
+
+@pytest.mark.parametrize("name", ["coffee", "chelsea", "astronaut", "camera"])
+def test_shipped_auto_improves_busy_photos(photos, shipped_pipeline, name):
+    """With the bundled weights Auto detects with detect.segnet, which leaves the thin real
+    structures alone that make the morphological detector's Auto fail above."""
+    assert shipped_pipeline.auto.detect == "detect.segnet"
+    damaged = synth.damage(photos[name], np.random.default_rng(1))
+    result = shipped_pipeline.run(damaged.image)
+    assert result.plan.ids[:2] == ("detect.segnet", "inpaint.telea"), result.plan.ids
+    assert psnr(damaged.clean, result.image, data_range=1) > psnr(damaged.clean, damaged.image,
+                                                                  data_range=1) + 1.0
 
 
 def test_clean_photo_is_returned_untouched(photos):

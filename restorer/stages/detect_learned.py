@@ -37,7 +37,7 @@ from restorer.stages.detect import Candidates, MorphParams, find_candidates
 from restorer.weights import load_safetensors
 
 __all__ = ["CANDIDATES", "WORK_PIXELS", "DescriptorMLP", "SegNet", "DescriptorDetector",
-           "SegmentationDetector", "CandidateClassifier", "candidate_points",
+           "SegmentationDetector", "CandidateClassifier", "candidate_points", "load_segnet",
            "candidate_probability", "descriptor_classifier", "segnet_probability",
            "threshold_for"]
 
@@ -79,7 +79,9 @@ class SegNet(nn.Module):
     """RGB (B, 3, H, W) in [0, 1] -> defect logits (B, 1, H, W); a 4-level U-Net.
 
     ``widths`` are the channels per level (full, 1/2, 1/4, 1/8 resolution). H and W need not
-    be multiples of 8 (upsampling matches the skip connection's size).
+    be multiples of 8 (upsampling matches the skip connection's size). Weights and activations
+    are kept channels-last: with so few channels per level the convolutions run about three
+    times faster on a CPU than in the default layout (loading a state dict keeps the layout).
     """
 
     def __init__(self, widths: tuple[int, int, int, int] = (8, 16, 32, 48)) -> None:
@@ -90,10 +92,11 @@ class SegNet(nn.Module):
         self.up = nn.ModuleList([_double_conv(w4 + w3, w3), _double_conv(w3 + w2, w2),
                                  _double_conv(w2 + w1, w1)])
         self.head = nn.Conv2d(w1, 1, 1)
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         skips = []
-        x = image - 0.5
+        x = (image - 0.5).contiguous(memory_format=torch.channels_last)
         for index, block in enumerate(self.down):
             if index:
                 x = nn.functional.max_pool2d(x, 2, ceil_mode=True)
@@ -120,6 +123,17 @@ def _split(tensors: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor]
     meta = {k[5:]: float(v) for k, v in tensors.items() if k.startswith("meta.")}
     state = {k: v for k, v in tensors.items() if not k.startswith("meta.")}
     return state, meta
+
+
+def load_segnet(path: Path, stage_id: str) -> tuple[SegNet, float]:
+    """The SegNet of weight file ``path`` (eval mode) and its calibrated threshold.
+
+    ``stage_id`` names the stage loading it in the error raised for an unreadable file.
+    """
+    state, meta = _split(_read(path, stage_id))
+    model = SegNet()
+    model.load_state_dict(state, strict=True)
+    return model.eval(), float(meta["threshold"])
 
 
 def threshold_for(base: float, sensitivity: float) -> float:
@@ -188,7 +202,7 @@ def descriptor_classifier(model: nn.Module, window: int) -> CandidateClassifier:
 _FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
 
 
-def segnet_probability(model: SegNet, image: np.ndarray, *, flips: bool = True) -> np.ndarray:
+def segnet_probability(model: SegNet, image: np.ndarray, *, flips: bool = False) -> np.ndarray:
     """Defect probability float32 (H, W) of float32 (H, W, 3) [0, 1] ``image``.
 
     With ``flips`` the probability is the mean over the image and its three flips (one pass
@@ -283,11 +297,7 @@ class SegmentationDetector:
     )
 
     def __init__(self, path: Path) -> None:
-        state, meta = _split(_read(path, self.spec.id))
-        self.model = SegNet()
-        self.model.load_state_dict(state, strict=True)
-        self.model.eval()
-        self.threshold = float(meta["threshold"])
+        self.model, self.threshold = load_segnet(path, self.spec.id)
 
     def run(self, work: Work, options: Mapping[str, Any], progress: ProgressFn) -> StageOutput:
         progress(0.0, "marking cracks, scratches and spots")

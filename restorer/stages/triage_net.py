@@ -10,6 +10,14 @@ sigmoid probabilities, blur and crack. The four labels are their products, as in
 triage: two binary outputs let every training photo teach both questions, and "blurred+cracked"
 needs no examples of its own to be recognised.
 
+The network's answers are then fused with two measurements (:func:`fuse`): the crack
+probability with the mask of the shipped detector, ``detect.segnet``, run on the working copy
+(the share of the photo it flags and the extent of its longest defect), and the blur probability
+with the edge-width blur estimate of the heuristic triage. The fusion is two logistic
+regressions (weights ``triage_fusion``, fitted by ``python -m restorer.train.triage --fusion``
+on photos apart from the benchmark's); the detector sees every pixel at full working
+resolution, where the network sees ten small views.
+
 TensorFlow comes from :mod:`restorer.backends` (after torch and torchvision, the only import order
 that does not crash here) when the stage is built (the registry builds it on first use, or
 :func:`restorer.service.warm_up` in the background at start-up); the model is placed on the CPU
@@ -19,19 +27,26 @@ Keras call at a time).
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping
 
 import cv2
 import numpy as np
 
-from restorer.errors import StageUnavailableError
+from restorer.errors import StageUnavailableError, WeightsError
 from restorer.stages.base import (ProgressFn, StageKind, StageOutput, StageSpec, TriageResult,
                                   Work)
+from restorer.stages.detect_learned import SegNet, load_segnet, segnet_probability
+from restorer.stages.triage import blur_sigma_at_view
+from restorer.weights import load_safetensors
 
-__all__ = ["VIEW_SIZE", "WORK_SIDE", "VIEW_COUNT", "WEIGHT_ID", "triage_views",
+__all__ = ["VIEW_SIZE", "WORK_SIDE", "VIEW_COUNT", "WEIGHT_ID", "SEGNET_ID", "FUSION_ID",
+           "triage_views", "working_copy", "crack_features", "Fusion", "fuse", "logit",
            "labels_from_probabilities", "NetTriage"]
 
 log = logging.getLogger(__name__)
@@ -41,9 +56,72 @@ WORK_SIDE = 1024
 GRID = 3
 VIEW_COUNT = GRID * GRID + 1
 WEIGHT_ID = "triage_net"
+SEGNET_ID = "detect_segnet"
+FUSION_ID = "triage_fusion"
+#: Floor of the flagged share before its logarithm (a clean photo flags about 1e-4 or less).
+_FRACTION_FLOOR = 1e-4
+#: Share of each side left out of :func:`crack_features` (the edge of the print or scan).
+BORDER = 0.03
 
 #: Returns the verified local path of a manifest weight id (never downloads).
 WeightPath = Callable[[str], Path]
+
+
+def working_copy(image: np.ndarray) -> np.ndarray:
+    """Float (H, W, 3) ``image`` shrunk (area, never enlarged) to a long side of ``WORK_SIDE``."""
+    image = np.asarray(image, dtype=np.float32)
+    height, width = image.shape[:2]
+    scale = min(1.0, WORK_SIDE / max(height, width))
+    if scale < 1.0:
+        image = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
+                           interpolation=cv2.INTER_AREA)
+    return np.ascontiguousarray(image)
+
+
+def crack_features(mask: np.ndarray) -> tuple[float, float]:
+    """(log10 of the flagged share, floored at 1e-4; longest defect extent / diagonal) of bool
+    (H, W) ``mask``, leaving out a band of ``BORDER`` of each side. A crack is long and thin;
+    dust and false alarms are small and scattered. The band holds the edge of the print or of
+    the scan, which the detector often flags as one long line the length of the photo.
+    """
+    height, width = mask.shape
+    top, left = round(height * BORDER), round(width * BORDER)
+    mask = mask[top:height - top, left:width - left]
+    count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    extent = 0.0
+    if count > 1:
+        sides = np.maximum(stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT])
+        extent = float(sides.max()) / float(np.hypot(*mask.shape))
+    return math.log10(max(float(mask.mean()), _FRACTION_FLOOR)), extent
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """Two logistic regressions: blur from (network blur logit, blur sigma in px at the 1024 px
+    view), crack from (network crack logit, log10 flagged share, longest extent)."""
+
+    blur_weight: np.ndarray
+    blur_bias: float
+    crack_weight: np.ndarray
+    crack_bias: float
+
+
+def logit(p: float) -> float:
+    """log(p / (1 - p)) of ``p`` in [0, 1], clipped to [1e-6, 1 - 1e-6] first."""
+    p = min(max(p, 1e-6), 1.0 - 1e-6)
+    return math.log(p / (1.0 - p))
+
+
+def _sigmoid(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def fuse(fusion: Fusion, p_blur: float, p_crack: float, blur_sigma: float,
+         features: tuple[float, float]) -> tuple[float, float]:
+    """Fused (p_blur, p_crack) in [0, 1] from the network's and the measurements'."""
+    blur = float(fusion.blur_weight @ [logit(p_blur), blur_sigma]) + fusion.blur_bias
+    crack = float(fusion.crack_weight @ [logit(p_crack), *features]) + fusion.crack_bias
+    return _sigmoid(blur), _sigmoid(crack)
 
 
 def triage_views(image: np.ndarray) -> np.ndarray:
@@ -54,12 +132,7 @@ def triage_views(image: np.ndarray) -> np.ndarray:
     photo resized to S x S.
     """
     image = np.asarray(image, dtype=np.float32)
-    height, width = image.shape[:2]
-    scale = min(1.0, WORK_SIDE / max(height, width))
-    work = image
-    if scale < 1.0:
-        work = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
-                          interpolation=cv2.INTER_AREA)
+    work = working_copy(image)
     pad_y, pad_x = max(0, VIEW_SIZE - work.shape[0]), max(0, VIEW_SIZE - work.shape[1])
     if pad_y or pad_x:
         work = cv2.copyMakeBorder(work, pad_y // 2, pad_y - pad_y // 2, pad_x // 2,
@@ -84,23 +157,60 @@ def labels_from_probabilities(p_blur: float, p_crack: float, method: str) -> Tri
                         scores={"p_blur": round(p_blur, 4), "p_crack": round(p_crack, 4)})
 
 
-class NetTriage:
-    """Stage: the trained Keras triage network (weights ``triage_net`` in the manifest)."""
+@dataclass(frozen=True)
+class Measurement:
+    """What the triage measures on a photo before fusion.
 
-    spec: ClassVar[StageSpec] = StageSpec(
-        id="triage.net",
-        kind=StageKind.TRIAGE,
-        method="net",
-        title="Trained triage (Keras)",
-        description="A small network trained on synthetic blur and cracks over clean photos.",
-        produces=frozenset({"triage"}),
-        weights=(WEIGHT_ID,),
-    )
+    The network's blur and crack probabilities in [0, 1], the edge-width blur sigma (px at the
+    1024 px view) and :func:`crack_features` of the detector's mask on the working copy.
+    """
 
-    def __init__(self, weight_path: WeightPath) -> None:
-        self._path = weight_path(WEIGHT_ID)
+    p_blur: float
+    p_crack: float
+    blur_sigma: float
+    features: tuple[float, float]
+
+
+def load_fusion(path: Path, segnet_path: Path) -> Fusion:
+    """The fusion of weight file ``path``, refused unless fitted on the SegNet at ``segnet_path``.
+
+    The file is safetensors with tensors ``blur.weight`` (2,), ``blur.bias`` (1,),
+    ``crack.weight`` (3,), ``crack.bias`` (1,) and the metadata ``detect_segnet_sha256``.
+    """
+    from safetensors import safe_open
+
+    try:
+        tensors = load_safetensors(path)
+        with safe_open(str(path), framework="numpy") as handle:
+            fitted_on = (handle.metadata() or {}).get("detect_segnet_sha256", "")
+        fusion = Fusion(tensors["blur.weight"].double().numpy(),
+                        float(tensors["blur.bias"][0]),
+                        tensors["crack.weight"].double().numpy(),
+                        float(tensors["crack.bias"][0]))
+    except (OSError, KeyError, ValueError, IndexError, WeightsError) as exc:
+        raise StageUnavailableError(f"the triage fusion {path.name} could not be read ({exc}); "
+                                    f"run 'python -m restorer weights verify {FUSION_ID}'") from exc
+    if fusion.blur_weight.shape != (2,) or fusion.crack_weight.shape != (3,):
+        raise StageUnavailableError(f"the triage fusion {path.name} has the wrong shapes; refit "
+                                    "it with 'python -m restorer.train.triage --fusion'")
+    actual = hashlib.sha256(segnet_path.read_bytes()).hexdigest()
+    if fitted_on != actual:
+        raise StageUnavailableError(
+            f"the triage fusion {path.name} was fitted on another detector file "
+            f"({fitted_on[:12] or 'unknown'}, here {actual[:12]}); refit it with "
+            "'python -m restorer.train.triage --fusion'")
+    return fusion
+
+
+class TriageNetwork:
+    """The trained Keras network and the SegNet detector: :class:`Measurement` of a photo."""
+
+    def __init__(self, model_path: Path, segnet_path: Path) -> None:
+        self._path = model_path
         self._lock = threading.Lock()
-        self._model = self._load()
+        self.model = self._load()
+        self.segnet: SegNet
+        self.segnet, self.threshold = load_segnet(segnet_path, NetTriage.spec.id)
 
     def _load(self) -> Any:
         from restorer.backends import tensorflow
@@ -125,14 +235,51 @@ class NetTriage:
                 f"{model.output_shape}; this version of restorer needs {expected} -> (None, 2)")
         return model
 
-    def probabilities(self, image: np.ndarray) -> tuple[float, float]:
-        """(p_blur, p_crack) in [0, 1] for float (H, W, 3) [0, 1] ``image``."""
+    def measure(self, image: np.ndarray) -> Measurement:
+        """The measurements of float (H, W, 3) [0, 1] ``image``."""
         views = triage_views(image)[None]
         with self._lock:
-            out = np.asarray(self._model(views, training=False), dtype=np.float64)[0]
-        return float(out[0]), float(out[1])
+            out = np.asarray(self.model(views, training=False), dtype=np.float64)[0]
+        mask = segnet_probability(self.segnet, working_copy(image)) >= self.threshold
+        return Measurement(float(out[0]), float(out[1]), blur_sigma_at_view(image),
+                           crack_features(mask))
+
+
+class NetTriage:
+    """Stage: the trained Keras triage network fused with the detector and a blur measure."""
+
+    spec: ClassVar[StageSpec] = StageSpec(
+        id="triage.net",
+        kind=StageKind.TRIAGE,
+        method="net",
+        title="Trained triage (Keras + detector)",
+        description="A small network trained on synthetic blur and cracks over clean photos, "
+                    "its crack answer checked against the learned detector's mask and its "
+                    "blur answer against the measured edge width.",
+        produces=frozenset({"triage"}),
+        weights=(WEIGHT_ID, SEGNET_ID, FUSION_ID),
+    )
+
+    def __init__(self, weight_path: WeightPath) -> None:
+        segnet_path = weight_path(SEGNET_ID)
+        self.network = TriageNetwork(weight_path(WEIGHT_ID), segnet_path)
+        self.fusion = load_fusion(weight_path(FUSION_ID), segnet_path)
+
+    def probabilities(self, image: np.ndarray) -> tuple[float, float]:
+        """Fused (p_blur, p_crack) in [0, 1] for float (H, W, 3) [0, 1] ``image``."""
+        return self._fused(self.network.measure(image))
+
+    def _fused(self, measured: Measurement) -> tuple[float, float]:
+        return fuse(self.fusion, measured.p_blur, measured.p_crack, measured.blur_sigma,
+                    measured.features)
 
     def run(self, work: Work, options: Mapping[str, Any], progress: ProgressFn) -> StageOutput:
         progress(0.0, "looking for blur and cracks")
-        result = labels_from_probabilities(*self.probabilities(work.image), method="net")
-        return StageOutput(triage=result, info=dict(result.scores))
+        measured = self.network.measure(work.image)
+        result = labels_from_probabilities(*self._fused(measured), method="net")
+        info = {**result.scores, "net_p_blur": round(measured.p_blur, 4),
+                "net_p_crack": round(measured.p_crack, 4),
+                "blur_sigma": round(measured.blur_sigma, 3),
+                "flagged_log10": round(measured.features[0], 3),
+                "longest_defect": round(measured.features[1], 4)}
+        return StageOutput(triage=result, info=info)

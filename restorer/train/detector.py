@@ -28,10 +28,13 @@ Trained (torch, CPU, seeds fixed, so a rerun gives the same files on the same ma
 - ``detector_cnn.safetensors`` (baseline): CNN on the RGB window around the same candidates,
   3 conv layers of 10, 20, 30 maps, ReLU, Adam 1e-3, batch 20.
 - ``detector_segnet.safetensors`` (stage ``detect.segnet``): a small U-Net on 96 px crops of
-  the same damaged photos, BCE, Adam 1e-3 with cosine decay, 9,000 steps of 16 crops (3,000
-  left it clearly undertrained: weights/detector.md).
+  the same damaged photos plus, for each photo, a scanned-old-print version
+  (:func:`restorer.synth.old_print`) and for every third a toned, scanned undamaged one; BCE,
+  Adam 1e-3 with cosine decay, 12,000 steps of 16 crops (weights/detector.md). Its threshold is
+  calibrated on validation images of both kinds.
 
-``--models`` retrains some of them only (the SegNet alone takes about half an hour on one core).
+``--models`` retrains some of them only (the SegNet alone takes about 19 minutes with
+``--threads 2`` on an idle 2-core CPU).
 The SegNet seeds itself, so ``--models segnet`` writes the same file as a full run; the
 descriptor models draw their initial weights from the run's shared random stream, so the
 shipped files are reproduced by training them together (the default).
@@ -151,17 +154,32 @@ class Example:
     coverage: np.ndarray
 
 
-def make_examples(paths: Sequence[Path], size: int, seed: int) -> list[Example]:
-    """Two seeded damaged versions of every photo, and every third photo undamaged."""
+def make_examples(paths: Sequence[Path], size: int, seed: int, *,
+                  aged: bool = False) -> list[Example]:
+    """Two seeded damaged versions of every photo, and every third photo undamaged.
+
+    With ``aged``, every photo also gets a third version that looks like a scanned old print
+    (:func:`restorer.synth.old_print`: toned or faded, damaged with crack webs, long scratches
+    and faint thin cracks, then grainy or JPEG-compressed), and every third photo is also used
+    aged and scanned but undamaged, so grain and compression are learnt as no defect.
+    """
     examples = []
     for index, path in enumerate(paths):
         clean = fit_long_side(load_image(path), size)
         for variant in range(2):
             sample = synth.defects(clean, np.random.default_rng([seed, index, variant]))
             examples.append(Example(f"{path.name}#{variant}", sample.image, sample.coverage))
+        if aged:
+            sample = synth.old_print(clean, np.random.default_rng([seed, index, 2]))
+            examples.append(Example(f"{path.name}#aged", sample.image, sample.coverage))
         if index % 3 == 0:
             examples.append(Example(f"{path.name}#clean", clean,
                                     np.zeros(clean.shape[:2], np.float32)))
+            if aged:
+                rng = np.random.default_rng([seed, index, 3])
+                examples.append(Example(f"{path.name}#aged-clean",
+                                        synth.scan(synth.age(clean, rng), rng),
+                                        np.zeros(clean.shape[:2], np.float32)))
     return examples
 
 
@@ -384,7 +402,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="positive and negative candidates sampled per photo (each)")
     parser.add_argument("--epochs", type=int, default=45, help="MLP epochs")
     parser.add_argument("--cnn-epochs", type=int, default=8)
-    parser.add_argument("--segnet-steps", type=int, default=9000)
+    parser.add_argument("--segnet-steps", type=int, default=12000)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (default 1: small batches run faster on one "
+                             "thread of a busy 2-core CPU; 2 on an idle one)")
     parser.add_argument("--models", default=",".join(MODELS),
                         help="models to train, comma-separated (default all); the others' "
                              "files are left as they are")
@@ -396,8 +417,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="validation false-alarm probability the thresholds aim at")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    # One thread: small-batch training is several times faster than with two on a busy CPU.
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     started = time.perf_counter()
     windows = [int(w) for w in args.windows.split(",")]
     if any(w % 2 == 0 or w < 5 for w in windows):
@@ -458,9 +478,13 @@ def main(argv: list[str] | None = None) -> int:
         models["cnn"] = (cnn, lambda im: candidate_probability(im, cnn_classifier(cnn, window),
                                                                15000))
     if "segnet" in chosen:
-        segnet = train_segnet(train, args.seed, args.segnet_steps)
-        models["segnet"] = (segnet, lambda im: segnet_probability(segnet, im))
-        summary["segnet_steps"] = args.segnet_steps
+        # The SegNet also learns (and is calibrated on) damage like that of real old prints.
+        seg_train = make_examples(train_paths, args.size, args.seed, aged=True)
+        seg_val = make_examples(val_paths, args.size, args.seed + 1000, aged=True)
+        segnet = train_segnet(seg_train, args.seed, args.segnet_steps)
+        models["segnet"] = (segnet, lambda im: segnet_probability(segnet, im, flips=False))
+        summary.update(segnet_steps=args.segnet_steps, segnet_train_images=len(seg_train),
+                       segnet_calibration_images=len(seg_val[::3]))
     metrics = {}
     for name, (model, probability) in models.items():
         auc = None
@@ -468,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
             auc = _auc(_scores(model, val_points.descriptors[window]), val_points.labels)
         elif name == "cnn":
             auc = _auc(_scores(model, val_points.windows[window]), val_points.labels)
-        threshold, false_alarm, detection = calibrate(probability, val[::3], args.target_fa)
+        threshold, false_alarm, detection = calibrate(
+            probability, (seg_val if name == "segnet" else val)[::3], args.target_fa)
         metrics[name] = {"threshold": threshold, "val_false_alarm": false_alarm,
                          "val_detection": detection, "val_candidate_auc": auc}
         log.info("%s: threshold %.3f, validation false alarm %.4f, detection %.3f, AUC %s",

@@ -7,8 +7,16 @@ photos never appear in validation. Each sample is one photo at a random size (lo
 1024 px, never enlarged) with one of the four labels drawn evenly: clean, blurred (Gaussian,
 defocus or slight motion), cracked (1 to 6 light and dark cracks from :mod:`restorer.synth`), or
 both (blur first: the print was blurred, then cracked). Old-photo nuisances that are not damage
-are applied to every class alike (:func:`age`: sepia or grey toning, fading, film grain, JPEG),
+are applied to every class alike (:func:`restorer.synth.age` and :func:`restorer.synth.scan`:
+sepia or grey toning, fading, film grain, JPEG),
 so that the network does not call every old-looking photo damaged. Everything is seeded.
+
+``--fusion`` fits only the stage's fusion (:func:`fit_fusion`): the network at ``--out`` and
+the detector at ``--segnet`` measure 800 samples of the training photos with fresh damage, two
+logistic regressions combine their answers (blur: the network's blur logit and the edge-width
+blur sigma; cracks: the network's crack logit and the detector mask's flagged share and longest
+defect), and ``--fusion-out`` (safetensors, with the detector file's sha256 in its metadata)
+and a JSON report (network alone against fused, on held-out samples) are written.
 
 Two architectures share the multi-view wrapper (:func:`build_model`): ``compact`` (separable
 convolutions, the shipped one) and ``inception`` (Keras' InceptionV3, ``weights=None``, the
@@ -18,6 +26,7 @@ paper's network at this input size), so they can be compared on accuracy, size a
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import time
@@ -27,12 +36,16 @@ from typing import Any, Sequence
 
 import cv2
 import numpy as np
+import torch
+from safetensors.torch import save_file
 
 from restorer import synth
+from restorer.synth import age, scan
 from restorer.imaging import load_image
-from restorer.stages.triage_net import VIEW_COUNT, VIEW_SIZE, triage_views
+from restorer.stages.triage_net import (VIEW_COUNT, VIEW_SIZE, Fusion, Measurement,
+                                        TriageNetwork, fuse, logit, triage_views)
 
-__all__ = ["LABELS", "SPLITS", "Sample", "age", "make_sample", "source_photos", "make_set",
+__all__ = ["LABELS", "SPLITS", "Sample", "make_sample", "source_photos", "make_set",
            "build_model", "train", "evaluate", "main"]
 
 log = logging.getLogger(__name__)
@@ -72,39 +85,6 @@ def source_photos(data: Path, split: str) -> list[Path]:
     if not paths:
         raise FileNotFoundError(f"no clean photos under {data / 'clean'}: pass --data")
     return paths
-
-
-def age(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Toning and fading of an old print (not damage): float32 (H, W, 3) [0, 1]."""
-    out = image
-    if rng.random() < 0.5:
-        grey = out @ np.array([0.299, 0.587, 0.114], np.float32)
-        tint = (np.array([1.0, 1.0, 1.0], np.float32) if rng.random() < 0.4 else
-                np.array([1.0, rng.uniform(0.82, 0.95), rng.uniform(0.6, 0.85)], np.float32))
-        out = grey[..., None] * tint
-    if rng.random() < 0.4:
-        low, high = rng.uniform(0.0, 0.2), rng.uniform(0.75, 1.0)
-        out = low + (high - low) * out
-        out = out * np.array([1.0, 0.97, rng.uniform(0.85, 0.97)], np.float32)
-    return np.clip(out, 0.0, 1.0).astype(np.float32)
-
-
-def scan(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Film grain and JPEG compression of a scan (not damage): float32 (H, W, 3) [0, 1]."""
-    out = image
-    if rng.random() < 0.5:
-        sigma = rng.uniform(0.005, 0.03)
-        grain = rng.normal(0.0, sigma, out.shape[:2]).astype(np.float32)
-        if rng.random() < 0.5:  # clumped grain
-            grain = cv2.GaussianBlur(grain, (0, 0), 0.7) * 1.6
-        out = out + grain[..., None]
-    out = np.clip(out, 0.0, 1.0).astype(np.float32)
-    if rng.random() < 0.5:
-        quality = int(rng.integers(40, 95))
-        ok, buf = cv2.imencode(".jpg", (out[..., ::-1] * 255 + 0.5).astype(np.uint8),
-                               [cv2.IMWRITE_JPEG_QUALITY, quality])
-        out = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32) / 255.0
-    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 def _blur(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -276,6 +256,85 @@ def evaluate(probabilities: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
             "confusion": confusion.tolist()}
 
 
+def measure_samples(network: TriageNetwork, paths: Sequence[Path], count: int,
+                    seed: int) -> tuple[list[Measurement], np.ndarray]:
+    """:class:`Measurement` of ``count`` seeded samples (labels balanced) and their targets
+    float32 (N, 2) (blurred, cracked)."""
+    rng = np.random.default_rng(seed)
+    photos: dict[Path, np.ndarray] = {}
+    measured, targets = [], []
+    for index in range(count):
+        sample = None
+        while sample is None:
+            path = paths[int(rng.integers(len(paths)))]
+            if path not in photos:
+                photos[path] = load_image(path)
+            sample = make_sample(photos[path], index % len(LABELS), rng)
+        measured.append(network.measure(sample.image))
+        targets.append(sample.targets)
+    return measured, np.array(targets, np.float32)
+
+
+def fit_logistic(inputs: np.ndarray, labels: np.ndarray,
+                 l2: float = 1e-2) -> tuple[np.ndarray, float]:
+    """Weights (K,) and bias of an L2-penalised logistic regression of float (N, K) ``inputs``
+    on 0/1 ``labels`` (N,), by Newton's method."""
+    x = np.hstack([inputs, np.ones((len(inputs), 1))]).astype(np.float64)
+    penalty = np.diag([l2] * inputs.shape[1] + [0.0])
+    w = np.zeros(x.shape[1])
+    for _ in range(100):
+        p = 1.0 / (1.0 + np.exp(-(x @ w)))
+        step = np.linalg.solve(x.T @ (x * (p * (1 - p))[:, None]) + penalty,
+                               x.T @ (p - labels) + penalty @ w)
+        w -= step
+        if np.abs(step).max() < 1e-8:
+            break
+    return w[:-1], float(w[-1])
+
+
+def _fusion_inputs(measured: Sequence[Measurement]) -> tuple[np.ndarray, np.ndarray]:
+    """Blur inputs (N, 2) and crack inputs (N, 3) of :func:`fuse`."""
+    blur = np.array([[logit(m.p_blur), m.blur_sigma] for m in measured])
+    crack = np.array([[logit(m.p_crack), *m.features] for m in measured])
+    return blur, crack
+
+
+def fit_fusion(network: TriageNetwork, data: Path, count: int, val_count: int,
+               seed: int) -> tuple[Fusion, dict[str, Any]]:
+    """Fit the triage fusion on ``count`` samples of training photos with fresh damage (seed
+    ``seed``); report the network alone and fused on ``val_count`` held-out samples."""
+    started = time.perf_counter()
+    measured, targets = measure_samples(network, source_photos(data, "train"), count, seed)
+    blur_in, crack_in = _fusion_inputs(measured)
+    blur_w, blur_b = fit_logistic(blur_in, targets[:, 0])
+    crack_w, crack_b = fit_logistic(crack_in, targets[:, 1])
+    fusion = Fusion(blur_w, blur_b, crack_w, crack_b)
+    held, held_targets = measure_samples(network, source_photos(data, "heldout"), val_count,
+                                         seed + 1)
+    alone = np.array([[m.p_blur, m.p_crack] for m in held])
+    fused = np.array([fuse(fusion, m.p_blur, m.p_crack, m.blur_sigma, m.features)
+                      for m in held])
+    report = {"fit_count": count, "fit_seed": seed, "heldout_count": val_count,
+              "heldout_seed": seed + 1, "seconds": round(time.perf_counter() - started),
+              "blur": {"weight": blur_w.tolist(), "bias": blur_b},
+              "crack": {"weight": crack_w.tolist(), "bias": crack_b},
+              "heldout_network_alone": evaluate(alone, held_targets),
+              "heldout_fused": evaluate(fused, held_targets)}
+    return fusion, report
+
+
+def save_fusion(fusion: Fusion, path: Path, segnet_path: Path) -> None:
+    """Write ``fusion`` as safetensors, recording the SegNet file it was fitted on."""
+    tensors = {"blur.weight": torch.tensor(fusion.blur_weight, dtype=torch.float32),
+               "blur.bias": torch.tensor([fusion.blur_bias], dtype=torch.float32),
+               "crack.weight": torch.tensor(fusion.crack_weight, dtype=torch.float32),
+               "crack.bias": torch.tensor([fusion.crack_bias], dtype=torch.float32)}
+    digest = hashlib.sha256(segnet_path.read_bytes()).hexdigest()
+    partial = path.with_name(path.name + ".partial")
+    save_file(tensors, str(partial), metadata={"detect_segnet_sha256": digest})
+    partial.replace(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Train restorer's triage network.")
     parser.add_argument("--data", type=Path, default=Path("../shared/data"),
@@ -288,8 +347,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-minutes", type=float, default=None,
                         help="stop after the epoch that passes this wall-clock budget")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fusion", action="store_true",
+                        help="only fit the fusion of the network at --out with the detector "
+                             "(--segnet) and write --fusion-out")
+    parser.add_argument("--segnet", type=Path,
+                        default=Path("weights/detector_segnet.safetensors"))
+    parser.add_argument("--fusion-out", type=Path,
+                        default=Path("weights/triage_fusion.safetensors"))
+    parser.add_argument("--fusion-count", type=int, default=800,
+                        help="samples of training photos the fusion is fitted on")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.fusion:
+        network = TriageNetwork(args.out, args.segnet)
+        fusion, report = fit_fusion(network, args.data, args.fusion_count, args.val_count,
+                                    args.seed + 2)
+        save_fusion(fusion, args.fusion_out, args.segnet)
+        args.fusion_out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+        log.info("fusion: network alone %.4f, fused %.4f on %d held-out samples; wrote %s",
+                 report["heldout_network_alone"]["accuracy"], report["heldout_fused"]["accuracy"],
+                 args.val_count, args.fusion_out)
+        return 0
 
     started = time.perf_counter()
     train_set = make_set(source_photos(args.data, "train"), args.train_count, args.seed)
