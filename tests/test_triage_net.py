@@ -185,3 +185,11 @@ def test_stage_reports_what_it_measured(stage, photos):
     for key in ("net_p_blur", "net_p_crack", "blur_sigma", "flagged_log10", "longest_defect",
                 "p_blur", "p_crack"):
         assert key in output.info
+
+
+def test_unreadable_fusion_file_is_refused_with_what_to_do(tmp_path):
+    segnet = build_store(ServiceConfig(offline=True)).resolve(SEGNET_ID, download=False)
+    garbage = tmp_path / "fusion.safetensors"
+    garbage.write_bytes(b"not a safetensors file")
+    with pytest.raises(StageUnavailableError, match="could not be read.*weights verify"):
+        load_fusion(garbage, segnet)

@@ -37,13 +37,13 @@ from typing import Any, Callable, ClassVar, Mapping
 
 import cv2
 import numpy as np
+from safetensors import safe_open
 
-from restorer.errors import StageUnavailableError, WeightsError
+from restorer.errors import StageUnavailableError
 from restorer.stages.base import (ProgressFn, StageKind, StageOutput, StageSpec, TriageResult,
                                   Work)
 from restorer.stages.detect_learned import SegNet, load_segnet, segnet_probability
 from restorer.stages.triage import blur_sigma_at_view
-from restorer.weights import load_safetensors
 
 __all__ = ["VIEW_SIZE", "WORK_SIDE", "VIEW_COUNT", "WEIGHT_ID", "SEGNET_ID", "FUSION_ID",
            "triage_views", "working_copy", "crack_features", "Fusion", "fuse", "logit",
@@ -177,17 +177,13 @@ def load_fusion(path: Path, segnet_path: Path) -> Fusion:
     The file is safetensors with tensors ``blur.weight`` (2,), ``blur.bias`` (1,),
     ``crack.weight`` (3,), ``crack.bias`` (1,) and the metadata ``detect_segnet_sha256``.
     """
-    from safetensors import safe_open
-
     try:
-        tensors = load_safetensors(path)
         with safe_open(str(path), framework="numpy") as handle:
             fitted_on = (handle.metadata() or {}).get("detect_segnet_sha256", "")
-        fusion = Fusion(tensors["blur.weight"].double().numpy(),
-                        float(tensors["blur.bias"][0]),
-                        tensors["crack.weight"].double().numpy(),
-                        float(tensors["crack.bias"][0]))
-    except (OSError, KeyError, ValueError, IndexError, WeightsError) as exc:
+            tensors = {k: handle.get_tensor(k).astype(np.float64) for k in handle.keys()}
+        fusion = Fusion(tensors["blur.weight"], float(tensors["blur.bias"][0]),
+                        tensors["crack.weight"], float(tensors["crack.bias"][0]))
+    except Exception as exc:  # safetensors raises its own error types; a missing key, KeyError
         raise StageUnavailableError(f"the triage fusion {path.name} could not be read ({exc}); "
                                     f"run 'python -m restorer weights verify {FUSION_ID}'") from exc
     if fusion.blur_weight.shape != (2,) or fusion.crack_weight.shape != (3,):
