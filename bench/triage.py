@@ -75,8 +75,7 @@ def run_net(path: Path, samples: list) -> tuple[np.ndarray, np.ndarray, float, N
     measured = [stage.network.measure(s.image) for s in samples]
     seconds = (time.perf_counter() - started) / len(samples)
     alone = np.array([(m.p_blur, m.p_crack) for m in measured])
-    fused = np.array([fuse(stage.fusion, m.p_blur, m.p_crack, m.blur_sigma, m.features)
-                      for m in measured])
+    fused = np.array([fuse(stage.fusion, m) for m in measured])
     return alone, fused, seconds, stage
 
 

@@ -15,7 +15,7 @@ from restorer.backends import DEVICE_HELP, check_device_choice
 from restorer.errors import RestorerError
 from restorer.pipeline import Pipeline
 from restorer.planner import AutoMethods
-from restorer.registry import default_registry
+from restorer.registry import Registry, default_registry
 from restorer.weights import WeightStore, default_manifest_path, load_manifest
 
 __all__ = ["DEVICE_ENV", "PixelGate", "ServiceConfig", "auto_stage_ids", "build_pipeline", "build_store",
@@ -88,14 +88,19 @@ def build_pipeline(config: ServiceConfig | None = None) -> Pipeline:
     if missing:
         log.info("Auto mode will not restore faces: weights %s are not available here",
                  ", ".join(missing))
-    detect = next(d for d in DETECT_STAGES if registry.is_available(d))
-    if detect != DETECT_STAGES[0]:
-        log.info("Auto mode detects with %s: %s is unavailable", detect, DETECT_STAGES[0])
-    auto = AutoMethods(detect=detect, face=None if missing else FACE_STAGE)
-    triage = next(t for t in TRIAGE_STAGES if registry.is_available(t))
-    if triage != TRIAGE_STAGES[0]:
-        log.info("triage falls back to %s: %s is unavailable", triage, TRIAGE_STAGES[0])
+    auto = AutoMethods(detect=_first_available(registry, DETECT_STAGES),
+                       face=None if missing else FACE_STAGE)
+    triage = _first_available(registry, TRIAGE_STAGES)
     return Pipeline(registry, triage_id=triage, auto=auto, weight_versions=versions)
+
+
+def _first_available(registry: Registry, preference: tuple[str, ...]) -> str:
+    """The first stage of ``preference`` that ``registry`` can build (the last needs no
+    weights); a fallback is logged."""
+    chosen = next(s for s in preference if registry.is_available(s))
+    if chosen != preference[0]:
+        log.info("Auto mode uses %s: %s is unavailable", chosen, preference[0])
+    return chosen
 
 
 def auto_stage_ids(pipeline: Pipeline) -> list[str]:

@@ -71,7 +71,13 @@ def crack_alpha(
         length = rng.uniform(0.25, 0.8) * diagonal
         crack_width = rng.uniform(*width)
         _walk(canvas, rng, start, angle, length, crack_width, branch_probability, depth=0)
-    alpha = cv2.resize(canvas.astype(np.float32) / 255.0, (width_px, height),
+    return _coverage(canvas, (height, width_px))
+
+
+def _coverage(canvas: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Coverage float32 (H, W) in [0, 1] of uint8 ``canvas`` drawn at ``_SUPER`` times ``shape``
+    (area-downsampled: soft edges)."""
+    alpha = cv2.resize(canvas.astype(np.float32) / 255.0, shape[::-1],
                        interpolation=cv2.INTER_AREA)
     return np.clip(alpha, 0.0, 1.0)
 
@@ -237,9 +243,7 @@ def spot_alpha(
         axes = (max(1, int(round(major))), max(1, int(round(minor))))
         cv2.ellipse(canvas, (int(centre[0]), int(centre[1])), axes, rng.uniform(0, 180), 0, 360,
                     255, -1, cv2.LINE_AA)
-    alpha = cv2.resize(canvas.astype(np.float32) / 255.0, (width, height),
-                       interpolation=cv2.INTER_AREA)
-    return np.clip(alpha, 0.0, 1.0)
+    return _coverage(canvas, (height, width))
 
 
 @dataclass(frozen=True)
@@ -315,9 +319,7 @@ def network_alpha(
         pts = (path * _SUPER).round().astype(np.int32).reshape(-1, 1, 2)
         thickness = max(1, int(round(line_width * rng.uniform(0.7, 1.3) * _SUPER)))
         cv2.polylines(canvas, [pts], False, 255, thickness, cv2.LINE_AA)
-    alpha = cv2.resize(canvas.astype(np.float32) / 255.0, (width_px, height),
-                       interpolation=cv2.INTER_AREA)
-    return np.clip(alpha, 0.0, 1.0)
+    return _coverage(canvas, (height, width_px))
 
 
 def _jagged(start: np.ndarray, end: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -368,9 +370,7 @@ def scratch_alpha(
                 continue
             cv2.polylines(canvas, [pts[chunk[0]:chunk[-1] + 2]], False, 255, thickness,
                           cv2.LINE_AA)
-    alpha = cv2.resize(canvas.astype(np.float32) / 255.0, (width_px, height),
-                       interpolation=cv2.INTER_AREA)
-    return np.clip(alpha, 0.0, 1.0)
+    return _coverage(canvas, (height, width_px))
 
 
 def _fade(shape: tuple[int, int], rng: np.random.Generator, low: float) -> np.ndarray:

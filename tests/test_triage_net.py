@@ -21,8 +21,8 @@ from restorer.registry import default_registry
 from restorer.service import ServiceConfig, build_store
 from restorer.stages.base import Work
 from restorer.stages.triage_net import (FUSION_ID, SEGNET_ID, VIEW_COUNT, VIEW_SIZE, WEIGHT_ID,
-                                        Fusion, NetTriage, crack_features, fuse, load_fusion,
-                                        triage_views)
+                                        Fusion, Measurement, NetTriage, crack_features, fuse,
+                                        load_fusion, triage_views)
 from restorer.train.triage import LABELS, fit_logistic, make_sample, save_fusion
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -159,7 +159,7 @@ def test_logistic_fit_recovers_known_weights():
 
 def test_fusion_weighs_the_network_and_the_measurements():
     fusion = Fusion(np.array([1.0, 0.0]), 0.0, np.array([0.0, 1.0, 0.0]), 2.0)
-    p_blur, p_crack = fuse(fusion, 0.9, 0.99, 3.0, (-2.0, 0.5))
+    p_blur, p_crack = fuse(fusion, Measurement(0.9, 0.99, 3.0, (-2.0, 0.5)))
     assert p_blur == pytest.approx(0.9) and p_crack == pytest.approx(0.5)
 
 

@@ -46,7 +46,7 @@ from restorer.stages.detect_learned import SegNet, load_segnet, segnet_probabili
 from restorer.stages.triage import blur_sigma_at_view
 
 __all__ = ["VIEW_SIZE", "WORK_SIDE", "VIEW_COUNT", "WEIGHT_ID", "SEGNET_ID", "FUSION_ID",
-           "triage_views", "working_copy", "crack_features", "Fusion", "fuse", "logit",
+           "triage_views", "working_copy", "crack_features", "Fusion", "Measurement", "fuse", "fusion_inputs", "logit",
            "labels_from_probabilities", "NetTriage"]
 
 log = logging.getLogger(__name__)
@@ -116,12 +116,31 @@ def _sigmoid(x: float) -> float:
     return 1.0 / (1.0 + math.exp(-x))
 
 
-def fuse(fusion: Fusion, p_blur: float, p_crack: float, blur_sigma: float,
-         features: tuple[float, float]) -> tuple[float, float]:
-    """Fused (p_blur, p_crack) in [0, 1] from the network's and the measurements'."""
-    blur = float(fusion.blur_weight @ [logit(p_blur), blur_sigma]) + fusion.blur_bias
-    crack = float(fusion.crack_weight @ [logit(p_crack), *features]) + fusion.crack_bias
-    return _sigmoid(blur), _sigmoid(crack)
+@dataclass(frozen=True)
+class Measurement:
+    """What the triage measures on a photo before fusion.
+
+    The network's blur and crack probabilities in [0, 1], the edge-width blur sigma (px at the
+    1024 px view) and :func:`crack_features` of the detector's mask on the working copy.
+    """
+
+    p_blur: float
+    p_crack: float
+    blur_sigma: float
+    features: tuple[float, float]
+
+
+def fusion_inputs(measured: Measurement) -> tuple[list[float], list[float]]:
+    """The inputs of :class:`Fusion`'s blur (2) and crack (3) regressions."""
+    return ([logit(measured.p_blur), measured.blur_sigma],
+            [logit(measured.p_crack), *measured.features])
+
+
+def fuse(fusion: Fusion, measured: Measurement) -> tuple[float, float]:
+    """Fused (p_blur, p_crack) in [0, 1] from the network's answers and the measurements."""
+    blur, crack = fusion_inputs(measured)
+    return (_sigmoid(float(fusion.blur_weight @ blur) + fusion.blur_bias),
+            _sigmoid(float(fusion.crack_weight @ crack) + fusion.crack_bias))
 
 
 def triage_views(image: np.ndarray) -> np.ndarray:
@@ -132,7 +151,11 @@ def triage_views(image: np.ndarray) -> np.ndarray:
     photo resized to S x S.
     """
     image = np.asarray(image, dtype=np.float32)
-    work = working_copy(image)
+    return _views(image, working_copy(image))
+
+
+def _views(image: np.ndarray, work: np.ndarray) -> np.ndarray:
+    """:func:`triage_views` of ``image`` whose :func:`working_copy` is ``work``."""
     pad_y, pad_x = max(0, VIEW_SIZE - work.shape[0]), max(0, VIEW_SIZE - work.shape[1])
     if pad_y or pad_x:
         work = cv2.copyMakeBorder(work, pad_y // 2, pad_y - pad_y // 2, pad_x // 2,
@@ -155,20 +178,6 @@ def labels_from_probabilities(p_blur: float, p_crack: float, method: str) -> Tri
     return TriageResult(confidences=confidences, blurred=p_blur >= 0.5, cracked=p_crack >= 0.5,
                         method=method,
                         scores={"p_blur": round(p_blur, 4), "p_crack": round(p_crack, 4)})
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """What the triage measures on a photo before fusion.
-
-    The network's blur and crack probabilities in [0, 1], the edge-width blur sigma (px at the
-    1024 px view) and :func:`crack_features` of the detector's mask on the working copy.
-    """
-
-    p_blur: float
-    p_crack: float
-    blur_sigma: float
-    features: tuple[float, float]
 
 
 def load_fusion(path: Path, segnet_path: Path) -> Fusion:
@@ -233,10 +242,12 @@ class TriageNetwork:
 
     def measure(self, image: np.ndarray) -> Measurement:
         """The measurements of float (H, W, 3) [0, 1] ``image``."""
-        views = triage_views(image)[None]
+        image = np.asarray(image, dtype=np.float32)
+        work = working_copy(image)  # shared by the views and the detector
+        views = _views(image, work)[None]
         with self._lock:
             out = np.asarray(self.model(views, training=False), dtype=np.float64)[0]
-        mask = segnet_probability(self.segnet, working_copy(image)) >= self.threshold
+        mask = segnet_probability(self.segnet, work) >= self.threshold
         return Measurement(float(out[0]), float(out[1]), blur_sigma_at_view(image),
                            crack_features(mask))
 
@@ -263,16 +274,12 @@ class NetTriage:
 
     def probabilities(self, image: np.ndarray) -> tuple[float, float]:
         """Fused (p_blur, p_crack) in [0, 1] for float (H, W, 3) [0, 1] ``image``."""
-        return self._fused(self.network.measure(image))
-
-    def _fused(self, measured: Measurement) -> tuple[float, float]:
-        return fuse(self.fusion, measured.p_blur, measured.p_crack, measured.blur_sigma,
-                    measured.features)
+        return fuse(self.fusion, self.network.measure(image))
 
     def run(self, work: Work, options: Mapping[str, Any], progress: ProgressFn) -> StageOutput:
         progress(0.0, "looking for blur and cracks")
         measured = self.network.measure(work.image)
-        result = labels_from_probabilities(*self._fused(measured), method="net")
+        result = labels_from_probabilities(*fuse(self.fusion, measured), method="net")
         info = {**result.scores, "net_p_blur": round(measured.p_blur, 4),
                 "net_p_crack": round(measured.p_crack, 4),
                 "blur_sigma": round(measured.blur_sigma, 3),

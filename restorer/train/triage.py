@@ -32,7 +32,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -43,7 +43,7 @@ from restorer import synth
 from restorer.synth import age, scan
 from restorer.imaging import load_image
 from restorer.stages.triage_net import (VIEW_COUNT, VIEW_SIZE, Fusion, Measurement,
-                                        TriageNetwork, fuse, logit, triage_views)
+                                        TriageNetwork, fuse, fusion_inputs, triage_views)
 
 __all__ = ["LABELS", "SPLITS", "Sample", "make_sample", "source_photos", "make_set",
            "build_model", "train", "evaluate", "main"]
@@ -149,12 +149,11 @@ def _contrast(before: np.ndarray, damaged: synth.Damaged) -> float:
     return float(np.abs(damaged.image - before).max(axis=2)[damaged.mask].mean())
 
 
-def make_set(paths: Sequence[Path], count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` samples, labels balanced: views uint8 (N, 10, S, S, 3), targets float32 (N, 2)."""
+def draw_samples(paths: Sequence[Path], count: int, seed: int) -> Iterator[Sample]:
+    """``count`` seeded samples from ``paths``, labels in turn (balanced); a photo on which the
+    damage would be invisible is replaced by another draw."""
     rng = np.random.default_rng(seed)
     photos: dict[Path, np.ndarray] = {}
-    views = np.empty((count, VIEW_COUNT, VIEW_SIZE, VIEW_SIZE, 3), np.uint8)
-    targets = np.empty((count, 2), np.float32)
     for index in range(count):
         sample = None
         while sample is None:
@@ -162,6 +161,14 @@ def make_set(paths: Sequence[Path], count: int, seed: int) -> tuple[np.ndarray, 
             if path not in photos:
                 photos[path] = load_image(path)
             sample = make_sample(photos[path], index % len(LABELS), rng)
+        yield sample
+
+
+def make_set(paths: Sequence[Path], count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` samples, labels balanced: views uint8 (N, 10, S, S, 3), targets float32 (N, 2)."""
+    views = np.empty((count, VIEW_COUNT, VIEW_SIZE, VIEW_SIZE, 3), np.uint8)
+    targets = np.empty((count, 2), np.float32)
+    for index, sample in enumerate(draw_samples(paths, count, seed)):
         views[index] = (triage_views(sample.image) * 255.0 + 0.5).astype(np.uint8)
         targets[index] = sample.targets
     return views, targets
@@ -260,19 +267,9 @@ def measure_samples(network: TriageNetwork, paths: Sequence[Path], count: int,
                     seed: int) -> tuple[list[Measurement], np.ndarray]:
     """:class:`Measurement` of ``count`` seeded samples (labels balanced) and their targets
     float32 (N, 2) (blurred, cracked)."""
-    rng = np.random.default_rng(seed)
-    photos: dict[Path, np.ndarray] = {}
-    measured, targets = [], []
-    for index in range(count):
-        sample = None
-        while sample is None:
-            path = paths[int(rng.integers(len(paths)))]
-            if path not in photos:
-                photos[path] = load_image(path)
-            sample = make_sample(photos[path], index % len(LABELS), rng)
-        measured.append(network.measure(sample.image))
-        targets.append(sample.targets)
-    return measured, np.array(targets, np.float32)
+    samples = list(draw_samples(paths, count, seed))
+    return ([network.measure(s.image) for s in samples],
+            np.array([s.targets for s in samples], np.float32))
 
 
 def fit_logistic(inputs: np.ndarray, labels: np.ndarray,
@@ -294,9 +291,8 @@ def fit_logistic(inputs: np.ndarray, labels: np.ndarray,
 
 def _fusion_inputs(measured: Sequence[Measurement]) -> tuple[np.ndarray, np.ndarray]:
     """Blur inputs (N, 2) and crack inputs (N, 3) of :func:`fuse`."""
-    blur = np.array([[logit(m.p_blur), m.blur_sigma] for m in measured])
-    crack = np.array([[logit(m.p_crack), *m.features] for m in measured])
-    return blur, crack
+    rows = [fusion_inputs(m) for m in measured]
+    return np.array([b for b, _ in rows]), np.array([c for _, c in rows])
 
 
 def fit_fusion(network: TriageNetwork, data: Path, count: int, val_count: int,
@@ -312,8 +308,7 @@ def fit_fusion(network: TriageNetwork, data: Path, count: int, val_count: int,
     held, held_targets = measure_samples(network, source_photos(data, "heldout"), val_count,
                                          seed + 1)
     alone = np.array([[m.p_blur, m.p_crack] for m in held])
-    fused = np.array([fuse(fusion, m.p_blur, m.p_crack, m.blur_sigma, m.features)
-                      for m in held])
+    fused = np.array([fuse(fusion, m) for m in held])
     report = {"fit_count": count, "fit_seed": seed, "heldout_count": val_count,
               "heldout_seed": seed + 1, "seconds": round(time.perf_counter() - started),
               "blur": {"weight": blur_w.tolist(), "bias": blur_b},
