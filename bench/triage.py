@@ -37,7 +37,7 @@ from restorer.registry import default_registry  # noqa: E402
 from restorer.stages.base import Work  # noqa: E402
 from restorer.service import ServiceConfig, build_store  # noqa: E402
 from restorer.stages.triage_net import WEIGHT_ID, NetTriage, fuse  # noqa: E402
-from restorer.train.triage import (LABELS, evaluate, make_sample,  # noqa: E402
+from restorer.train.triage import (LABELS, draw_samples, evaluate,  # noqa: E402
                                    source_photos)
 
 _SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
@@ -49,16 +49,7 @@ def _quiet(fraction: float, message: str) -> None:
 
 def heldout_samples(data: Path, count: int, seed: int) -> list:
     """``count`` seeded samples (labels balanced) from the held-out photos."""
-    rng = np.random.default_rng(seed)
-    paths = source_photos(data, "heldout")
-    photos: dict[Path, np.ndarray] = {}
-    samples = []
-    for index in range(count):
-        path = paths[int(rng.integers(len(paths)))]
-        if path not in photos:
-            photos[path] = load_image(path)
-        samples.append(make_sample(photos[path], index % len(LABELS), rng))
-    return samples
+    return list(draw_samples(source_photos(data, "heldout"), count, seed))
 
 
 def run_net(path: Path, samples: list) -> tuple[np.ndarray, np.ndarray, float, NetTriage]:
@@ -175,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                      seconds * 1e3, sizes[name] + "; ms include the detector")
         print_report(f"{name} fused with detect.segnet and the blur measure (triage.net)",
                      evaluate(fused, targets), seconds * 1e3,
-                     sizes[name] + " + detect.segnet 97k parameters + 7 fusion weights")
+                     sizes[name] + " + detect.segnet 97k parameters + 8 fusion weights")
     if not args.no_heuristic:
         decisions, seconds = run_heuristic(samples)
         targets = np.array([s.targets for s in samples])

@@ -27,8 +27,8 @@ from restorer.train.triage import LABELS, fit_logistic, make_sample, save_fusion
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Measured with the shipped triage (network fused with detect.segnet and the blur measure) on
-#: these 48 photos (12 per class): clean 0.33, blurred 0.92, cracked 0.67, blurred+cracked
-#: 0.92, all 0.71 (the network alone: 0.67, 0.67, 0.67, 0.92). Clean is low on these photos:
+#: these 48 photos (12 per class): clean 0.33, blurred 0.92, cracked 0.83, blurred+cracked
+#: 0.92, all 0.75 (the network alone: 0.67, 0.75, 0.83, 0.83). Clean is low on these photos:
 #: the detector flags the rocket's lattice towers and the camera's tripod leg as long defects
 #: (docs/triage.md). Chance is 0.25. The floors catch a broken or swapped model, not a small
 #: regression.
@@ -132,20 +132,23 @@ def test_tensorflow_and_torch_share_one_process():
 
 
 def test_crack_features_tell_a_long_crack_from_dust():
-    empty = np.zeros((300, 400), bool)
-    assert crack_features(empty) == (-4.0, 0.0)  # the share is floored at 1e-4
+    empty = np.zeros((300, 400), np.float32)
+    assert crack_features(empty, 0.5) == (-4.0, 0.0, 0.0)  # the share is floored at 1e-4
     crack = empty.copy()
-    crack[150, 50:350] = True
+    crack[150, 50:350] = 0.9
     dust = empty.copy()
-    dust[::10, ::10] = True  # 1,200 one-pixel specks: four times the crack's pixels
-    share, extent = crack_features(crack)
+    dust[::10, ::10] = 0.6  # 1,200 one-pixel specks: four times the crack's pixels
+    share, extent, confidence = crack_features(crack, 0.5)
     inner = (300 - 2 * 9, 400 - 2 * 12)  # the 3 % band along each side is left out
     assert share == pytest.approx(np.log10(300 / (inner[0] * inner[1])))
     assert extent == pytest.approx(300 / np.hypot(*inner))
-    assert crack_features(dust)[0] > share and crack_features(dust)[1] < 0.01
+    assert confidence == pytest.approx(0.9)
+    dust_share, dust_extent, dust_confidence = crack_features(dust, 0.5)
+    assert dust_share > share and dust_extent < 0.01 and dust_confidence == pytest.approx(0.6)
+    assert crack_features(dust, 0.7) == (-4.0, 0.0, 0.0)  # below the threshold: nothing
     edge = empty.copy()
-    edge[:, 2] = edge[1, :] = True  # the edge of the print, along two sides
-    assert crack_features(edge) == (-4.0, 0.0)
+    edge[:, 2] = edge[1, :] = 1.0  # the edge of the print, along two sides
+    assert crack_features(edge, 0.5) == (-4.0, 0.0, 0.0)
 
 
 def test_logistic_fit_recovers_known_weights():
@@ -158,32 +161,38 @@ def test_logistic_fit_recovers_known_weights():
 
 
 def test_fusion_weighs_the_network_and_the_measurements():
-    fusion = Fusion(np.array([1.0, 0.0]), 0.0, np.array([0.0, 1.0, 0.0]), 2.0)
-    p_blur, p_crack = fuse(fusion, Measurement(0.9, 0.99, 3.0, (-2.0, 0.5)))
+    fusion = Fusion(np.array([1.0, 0.0]), 0.0, np.array([0.0, 1.0, 0.0, 0.0]), 2.0)
+    p_blur, p_crack = fuse(fusion, Measurement(0.9, 0.99, 3.0, (-2.0, 0.5, 0.7)))
     assert p_blur == pytest.approx(0.9) and p_crack == pytest.approx(0.5)
+    fusion = Fusion(np.array([0.0, 1.0]), -3.0, np.array([0.0, 0.0, 0.0, 10.0]), -5.0)
+    p_blur, p_crack = fuse(fusion, Measurement(0.9, 0.01, 3.0, (-2.0, 0.5, 0.7)))
+    assert p_blur == pytest.approx(0.5) and p_crack == pytest.approx(1 / (1 + np.exp(-2.0)))
 
 
-def test_fusion_fitted_on_another_detector_is_refused(tmp_path):
+@pytest.mark.parametrize("changed", ["detector", "triage network"])
+def test_fusion_fitted_on_other_model_files_is_refused(tmp_path, changed):
     store = build_store(ServiceConfig(offline=True))
     segnet = store.resolve(SEGNET_ID, download=False)
-    other = tmp_path / "other_segnet.safetensors"
-    other.write_bytes(segnet.read_bytes() + b" ")
-    fusion = Fusion(np.array([1.0, 0.5]), -1.0, np.array([0.5, 1.0, 2.0]), 1.0)
+    model = store.resolve(WEIGHT_ID, download=False)
+    other = tmp_path / "other_file"
+    other.write_bytes((segnet if changed == "detector" else model).read_bytes() + b" ")
+    fitted_on = (other, model) if changed == "detector" else (segnet, other)
+    fusion = Fusion(np.array([1.0, 0.5]), -1.0, np.array([0.5, 1.0, 2.0, 3.0]), 1.0)
     path = tmp_path / "fusion.safetensors"
-    save_fusion(fusion, path, other)
-    with pytest.raises(StageUnavailableError, match="fitted on another detector file.*refit"):
-        load_fusion(path, segnet)
-    loaded = load_fusion(path, other)
+    save_fusion(fusion, path, *fitted_on)
+    with pytest.raises(StageUnavailableError, match=f"fitted on another {changed} file.*refit"):
+        load_fusion(path, segnet, model)
+    loaded = load_fusion(path, *fitted_on)
     np.testing.assert_allclose(loaded.crack_weight, fusion.crack_weight)
     assert not list(tmp_path.glob("*.partial"))
-    shipped = load_fusion(store.resolve(FUSION_ID, download=False), segnet)
-    assert shipped.crack_weight.shape == (3,)
+    shipped = load_fusion(store.resolve(FUSION_ID, download=False), segnet, model)
+    assert shipped.crack_weight.shape == (4,)
 
 
 def test_stage_reports_what_it_measured(stage, photos):
     output = stage.run(Work(photos["camera"]), {}, lambda f, m: None)
     for key in ("net_p_blur", "net_p_crack", "blur_sigma", "flagged_log10", "longest_defect",
-                "p_blur", "p_crack"):
+                "flagged_confidence", "p_blur", "p_crack"):
         assert key in output.info
 
 
@@ -191,5 +200,6 @@ def test_unreadable_fusion_file_is_refused_with_what_to_do(tmp_path):
     segnet = build_store(ServiceConfig(offline=True)).resolve(SEGNET_ID, download=False)
     garbage = tmp_path / "fusion.safetensors"
     garbage.write_bytes(b"not a safetensors file")
+    model = build_store(ServiceConfig(offline=True)).resolve(WEIGHT_ID, download=False)
     with pytest.raises(StageUnavailableError, match="could not be read.*weights verify"):
-        load_fusion(garbage, segnet)
+        load_fusion(garbage, segnet, model)

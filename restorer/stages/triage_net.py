@@ -11,8 +11,9 @@ triage: two binary outputs let every training photo teach both questions, and "b
 needs no examples of its own to be recognised.
 
 The network's answers are then fused with two measurements (:func:`fuse`): the crack
-probability with the mask of the shipped detector, ``detect.segnet``, run on the working copy
-(the share of the photo it flags and the extent of its longest defect), and the blur probability
+probability with the shipped detector, ``detect.segnet``, run on the working copy (the share
+of the photo it flags, the extent of its longest defect and how sure it is of what it flags),
+and the blur probability
 with the edge-width blur estimate of the heuristic triage. The fusion is two logistic
 regressions (weights ``triage_fusion``, fitted by ``python -m restorer.train.triage --fusion``
 on photos apart from the benchmark's); the detector sees every pixel at full working
@@ -46,8 +47,8 @@ from restorer.stages.detect_learned import SegNet, load_segnet, segnet_probabili
 from restorer.stages.triage import blur_sigma_at_view
 
 __all__ = ["VIEW_SIZE", "WORK_SIDE", "VIEW_COUNT", "WEIGHT_ID", "SEGNET_ID", "FUSION_ID",
-           "triage_views", "working_copy", "crack_features", "Fusion", "Measurement", "fuse", "fusion_inputs", "logit",
-           "labels_from_probabilities", "NetTriage"]
+           "triage_views", "working_copy", "crack_features", "Fusion", "Measurement", "fuse",
+           "fusion_inputs", "logit", "labels_from_probabilities", "load_fusion", "NetTriage"]
 
 log = logging.getLogger(__name__)
 
@@ -78,27 +79,33 @@ def working_copy(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def crack_features(mask: np.ndarray) -> tuple[float, float]:
-    """(log10 of the flagged share, floored at 1e-4; longest defect extent / diagonal) of bool
-    (H, W) ``mask``, leaving out a band of ``BORDER`` of each side. A crack is long and thin;
-    dust and false alarms are small and scattered. The band holds the edge of the print or of
-    the scan, which the detector often flags as one long line the length of the photo.
+def crack_features(probability: np.ndarray, threshold: float) -> tuple[float, float, float]:
+    """Crack evidence in the detector's float (H, W) ``probability`` map, flagged where it is
+    at least ``threshold``: (log10 of the flagged share, floored at 1e-4; longest defect extent
+    / diagonal; mean probability of the flagged pixels, 0 when none).
+
+    A crack is long and thin and the detector is sure of it; dust is short and scattered, and
+    thin real structures (railings, lattices) are flagged with less certainty. A band of
+    ``BORDER`` of each side is left out: it holds the edge of the print or of the scan, which
+    the detector often flags as one long line the length of the photo.
     """
-    height, width = mask.shape
+    height, width = probability.shape
     top, left = round(height * BORDER), round(width * BORDER)
-    mask = mask[top:height - top, left:width - left]
+    probability = probability[top:height - top, left:width - left]
+    mask = probability >= threshold
     count, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     extent = 0.0
     if count > 1:
         sides = np.maximum(stats[1:, cv2.CC_STAT_WIDTH], stats[1:, cv2.CC_STAT_HEIGHT])
         extent = float(sides.max()) / float(np.hypot(*mask.shape))
-    return math.log10(max(float(mask.mean()), _FRACTION_FLOOR)), extent
+    confidence = float(probability[mask].mean()) if count > 1 else 0.0
+    return math.log10(max(float(mask.mean()), _FRACTION_FLOOR)), extent, confidence
 
 
 @dataclass(frozen=True)
 class Fusion:
     """Two logistic regressions: blur from (network blur logit, blur sigma in px at the 1024 px
-    view), crack from (network crack logit, log10 flagged share, longest extent)."""
+    view), crack from (network crack logit, :func:`crack_features`)."""
 
     blur_weight: np.ndarray
     blur_bias: float
@@ -121,17 +128,17 @@ class Measurement:
     """What the triage measures on a photo before fusion.
 
     The network's blur and crack probabilities in [0, 1], the edge-width blur sigma (px at the
-    1024 px view) and :func:`crack_features` of the detector's mask on the working copy.
+    1024 px view) and :func:`crack_features` of the detector's probability on the working copy.
     """
 
     p_blur: float
     p_crack: float
     blur_sigma: float
-    features: tuple[float, float]
+    features: tuple[float, float, float]
 
 
 def fusion_inputs(measured: Measurement) -> tuple[list[float], list[float]]:
-    """The inputs of :class:`Fusion`'s blur (2) and crack (3) regressions."""
+    """The inputs of :class:`Fusion`'s blur (2) and crack (4) regressions."""
     return ([logit(measured.p_blur), measured.blur_sigma],
             [logit(measured.p_crack), *measured.features])
 
@@ -180,30 +187,35 @@ def labels_from_probabilities(p_blur: float, p_crack: float, method: str) -> Tri
                         scores={"p_blur": round(p_blur, 4), "p_crack": round(p_crack, 4)})
 
 
-def load_fusion(path: Path, segnet_path: Path) -> Fusion:
-    """The fusion of weight file ``path``, refused unless fitted on the SegNet at ``segnet_path``.
+def load_fusion(path: Path, segnet_path: Path, model_path: Path) -> Fusion:
+    """The fusion of weight file ``path``, refused unless fitted on the SegNet at
+    ``segnet_path`` and the triage network at ``model_path`` (its inputs are their answers).
 
     The file is safetensors with tensors ``blur.weight`` (2,), ``blur.bias`` (1,),
-    ``crack.weight`` (3,), ``crack.bias`` (1,) and the metadata ``detect_segnet_sha256``.
+    ``crack.weight`` (4,), ``crack.bias`` (1,) and the metadata ``detect_segnet_sha256`` and
+    ``triage_net_sha256``.
     """
     try:
         with safe_open(str(path), framework="numpy") as handle:
-            fitted_on = (handle.metadata() or {}).get("detect_segnet_sha256", "")
+            fitted_on = handle.metadata() or {}
             tensors = {k: handle.get_tensor(k).astype(np.float64) for k in handle.keys()}
         fusion = Fusion(tensors["blur.weight"], float(tensors["blur.bias"][0]),
                         tensors["crack.weight"], float(tensors["crack.bias"][0]))
     except Exception as exc:  # safetensors raises its own error types; a missing key, KeyError
         raise StageUnavailableError(f"the triage fusion {path.name} could not be read ({exc}); "
                                     f"run 'python -m restorer weights verify {FUSION_ID}'") from exc
-    if fusion.blur_weight.shape != (2,) or fusion.crack_weight.shape != (3,):
+    if fusion.blur_weight.shape != (2,) or fusion.crack_weight.shape != (4,):
         raise StageUnavailableError(f"the triage fusion {path.name} has the wrong shapes; refit "
                                     "it with 'python -m restorer.train.triage --fusion'")
-    actual = hashlib.sha256(segnet_path.read_bytes()).hexdigest()
-    if fitted_on != actual:
-        raise StageUnavailableError(
-            f"the triage fusion {path.name} was fitted on another detector file "
-            f"({fitted_on[:12] or 'unknown'}, here {actual[:12]}); refit it with "
-            "'python -m restorer.train.triage --fusion'")
+    for key, what, source in (("detect_segnet_sha256", "detector", segnet_path),
+                              ("triage_net_sha256", "triage network", model_path)):
+        expected = fitted_on.get(key, "")
+        actual = hashlib.sha256(source.read_bytes()).hexdigest()
+        if expected != actual:
+            raise StageUnavailableError(
+                f"the triage fusion {path.name} was fitted on another {what} file "
+                f"({expected[:12] or 'unknown'}, here {actual[:12]}); refit it with "
+                "'python -m restorer.train.triage --fusion'")
     return fusion
 
 
@@ -247,9 +259,9 @@ class TriageNetwork:
         views = _views(image, work)[None]
         with self._lock:
             out = np.asarray(self.model(views, training=False), dtype=np.float64)[0]
-        mask = segnet_probability(self.segnet, work) >= self.threshold
+        probability = segnet_probability(self.segnet, work)
         return Measurement(float(out[0]), float(out[1]), blur_sigma_at_view(image),
-                           crack_features(mask))
+                           crack_features(probability, self.threshold))
 
 
 class NetTriage:
@@ -268,9 +280,9 @@ class NetTriage:
     )
 
     def __init__(self, weight_path: WeightPath) -> None:
-        segnet_path = weight_path(SEGNET_ID)
-        self.network = TriageNetwork(weight_path(WEIGHT_ID), segnet_path)
-        self.fusion = load_fusion(weight_path(FUSION_ID), segnet_path)
+        segnet_path, model_path = weight_path(SEGNET_ID), weight_path(WEIGHT_ID)
+        self.network = TriageNetwork(model_path, segnet_path)
+        self.fusion = load_fusion(weight_path(FUSION_ID), segnet_path, model_path)
 
     def probabilities(self, image: np.ndarray) -> tuple[float, float]:
         """Fused (p_blur, p_crack) in [0, 1] for float (H, W, 3) [0, 1] ``image``."""
@@ -284,5 +296,6 @@ class NetTriage:
                 "net_p_crack": round(measured.p_crack, 4),
                 "blur_sigma": round(measured.blur_sigma, 3),
                 "flagged_log10": round(measured.features[0], 3),
-                "longest_defect": round(measured.features[1], 4)}
+                "longest_defect": round(measured.features[1], 4),
+                "flagged_confidence": round(measured.features[2], 4)}
         return StageOutput(triage=result, info=info)

@@ -14,8 +14,9 @@ so that the network does not call every old-looking photo damaged. Everything is
 ``--fusion`` fits only the stage's fusion (:func:`fit_fusion`): the network at ``--out`` and
 the detector at ``--segnet`` measure 800 samples of the training photos with fresh damage, two
 logistic regressions combine their answers (blur: the network's blur logit and the edge-width
-blur sigma; cracks: the network's crack logit and the detector mask's flagged share and longest
-defect), and ``--fusion-out`` (safetensors, with the detector file's sha256 in its metadata)
+blur sigma; cracks: the network's crack logit and the detector's flagged share, longest defect
+and mean probability of what it flags), and ``--fusion-out`` (safetensors, with the sha256 of the
+detector and network files in its metadata)
 and a JSON report (network alone against fused, on held-out samples) are written.
 
 Two architectures share the multi-view wrapper (:func:`build_model`): ``compact`` (separable
@@ -46,7 +47,7 @@ from restorer.stages.triage_net import (VIEW_COUNT, VIEW_SIZE, Fusion, Measureme
                                         TriageNetwork, fuse, fusion_inputs, triage_views)
 
 __all__ = ["LABELS", "SPLITS", "Sample", "make_sample", "source_photos", "make_set",
-           "build_model", "train", "evaluate", "main"]
+           "build_model", "augment", "train", "evaluate", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -215,10 +216,22 @@ def _as_float(views: np.ndarray) -> np.ndarray:
     return views.astype(np.float32) / 255.0
 
 
+def augment(views: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each sample of uint8 (N, 10, S, S, 3) ``views`` turned by a random multiple of 90
+    degrees and mirrored at random (all its views alike): blur and cracks have no direction,
+    so a training photo is seen in eight orientations. Returns a new array."""
+    out = np.empty_like(views)
+    for index, sample in enumerate(views):
+        turned = np.rot90(sample, int(rng.integers(4)), axes=(1, 2))
+        out[index] = turned[:, :, ::-1] if rng.random() < 0.5 else turned
+    return out
+
+
 def train(model: Any, train_set: tuple[np.ndarray, np.ndarray],
           val_set: tuple[np.ndarray, np.ndarray], *, epochs: int, batch: int = 32,
           budget_s: float | None = None, seed: int = 0) -> list[dict[str, float]]:
-    """Adam + binary cross-entropy; stops early after ``budget_s`` seconds. Returns history."""
+    """Adam + binary cross-entropy on :func:`augment`-ed batches, cosine learning rate; stops
+    early after ``budget_s`` seconds. Returns the history."""
     import keras
 
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy",
@@ -235,7 +248,7 @@ def train(model: Any, train_set: tuple[np.ndarray, np.ndarray],
         losses = []
         for start in range(0, len(order), batch):
             chunk = np.sort(order[start:start + batch])
-            losses.append(float(model.train_on_batch(_as_float(views[chunk]),
+            losses.append(float(model.train_on_batch(_as_float(augment(views[chunk], rng)),
                                                      targets[chunk])[0]))
         val_loss, val_acc = model.evaluate(*val, batch_size=32, verbose=0)
         entry = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_loss": float(val_loss),
@@ -290,7 +303,7 @@ def fit_logistic(inputs: np.ndarray, labels: np.ndarray,
 
 
 def _fusion_inputs(measured: Sequence[Measurement]) -> tuple[np.ndarray, np.ndarray]:
-    """Blur inputs (N, 2) and crack inputs (N, 3) of :func:`fuse`."""
+    """Blur inputs (N, 2) and crack inputs (N, 4) of :func:`fuse`."""
     rows = [fusion_inputs(m) for m in measured]
     return np.array([b for b, _ in rows]), np.array([c for _, c in rows])
 
@@ -318,15 +331,17 @@ def fit_fusion(network: TriageNetwork, data: Path, count: int, val_count: int,
     return fusion, report
 
 
-def save_fusion(fusion: Fusion, path: Path, segnet_path: Path) -> None:
-    """Write ``fusion`` as safetensors, recording the SegNet file it was fitted on."""
+def save_fusion(fusion: Fusion, path: Path, segnet_path: Path, model_path: Path) -> None:
+    """Write ``fusion`` as safetensors, recording the SegNet and network files it was fitted
+    on (their sha256)."""
     tensors = {"blur.weight": torch.tensor(fusion.blur_weight, dtype=torch.float32),
                "blur.bias": torch.tensor([fusion.blur_bias], dtype=torch.float32),
                "crack.weight": torch.tensor(fusion.crack_weight, dtype=torch.float32),
                "crack.bias": torch.tensor([fusion.crack_bias], dtype=torch.float32)}
-    digest = hashlib.sha256(segnet_path.read_bytes()).hexdigest()
+    metadata = {"detect_segnet_sha256": hashlib.sha256(segnet_path.read_bytes()).hexdigest(),
+                "triage_net_sha256": hashlib.sha256(model_path.read_bytes()).hexdigest()}
     partial = path.with_name(path.name + ".partial")
-    save_file(tensors, str(partial), metadata={"detect_segnet_sha256": digest})
+    save_file(tensors, str(partial), metadata=metadata)
     partial.replace(path)
 
 
@@ -336,9 +351,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="data folder holding clean/ (default ../shared/data)")
     parser.add_argument("--out", type=Path, default=Path("weights/triage_net.keras"))
     parser.add_argument("--arch", choices=("compact", "inception"), default="compact")
-    parser.add_argument("--train-count", type=int, default=3000)
+    parser.add_argument("--train-count", type=int, default=10000)
     parser.add_argument("--val-count", type=int, default=400)
-    parser.add_argument("--epochs", type=int, default=14)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--budget-minutes", type=float, default=None,
                         help="stop after the epoch that passes this wall-clock budget")
     parser.add_argument("--seed", type=int, default=0)
@@ -357,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         network = TriageNetwork(args.out, args.segnet)
         fusion, report = fit_fusion(network, args.data, args.fusion_count, args.val_count,
                                     args.seed + 2)
-        save_fusion(fusion, args.fusion_out, args.segnet)
+        save_fusion(fusion, args.fusion_out, args.segnet, args.out)
         args.fusion_out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
         log.info("fusion: network alone %.4f, fused %.4f on %d held-out samples; wrote %s",
                  report["heldout_network_alone"]["accuracy"], report["heldout_fused"]["accuracy"],
