@@ -28,7 +28,6 @@ Keras call at a time).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import threading
@@ -45,10 +44,12 @@ from restorer.stages.base import (ProgressFn, StageKind, StageOutput, StageSpec,
                                   Work)
 from restorer.stages.detect_learned import SegNet, load_segnet, segnet_probability
 from restorer.stages.triage import blur_sigma_at_view
+from restorer.weights import sha256_file
 
 __all__ = ["VIEW_SIZE", "WORK_SIDE", "VIEW_COUNT", "WEIGHT_ID", "SEGNET_ID", "FUSION_ID",
            "triage_views", "working_copy", "crack_features", "Fusion", "Measurement", "fuse",
-           "fusion_inputs", "logit", "labels_from_probabilities", "load_fusion", "NetTriage"]
+           "fusion_inputs", "logit", "labels_from_probabilities", "fitted_on", "load_fusion",
+           "NetTriage"]
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,12 @@ def labels_from_probabilities(p_blur: float, p_crack: float, method: str) -> Tri
                         scores={"p_blur": round(p_blur, 4), "p_crack": round(p_crack, 4)})
 
 
+def fitted_on(segnet_path: Path, model_path: Path) -> dict[str, str]:
+    """The fusion file's metadata: sha256 of the detector and network files it is fitted on."""
+    return {"detect_segnet_sha256": sha256_file(segnet_path),
+            "triage_net_sha256": sha256_file(model_path)}
+
+
 def load_fusion(path: Path, segnet_path: Path, model_path: Path) -> Fusion:
     """The fusion of weight file ``path``, refused unless fitted on the SegNet at
     ``segnet_path`` and the triage network at ``model_path`` (its inputs are their answers).
@@ -197,7 +204,7 @@ def load_fusion(path: Path, segnet_path: Path, model_path: Path) -> Fusion:
     """
     try:
         with safe_open(str(path), framework="numpy") as handle:
-            fitted_on = handle.metadata() or {}
+            recorded = handle.metadata() or {}
             tensors = {k: handle.get_tensor(k).astype(np.float64) for k in handle.keys()}
         fusion = Fusion(tensors["blur.weight"], float(tensors["blur.bias"][0]),
                         tensors["crack.weight"], float(tensors["crack.bias"][0]))
@@ -207,13 +214,12 @@ def load_fusion(path: Path, segnet_path: Path, model_path: Path) -> Fusion:
     if fusion.blur_weight.shape != (2,) or fusion.crack_weight.shape != (4,):
         raise StageUnavailableError(f"the triage fusion {path.name} has the wrong shapes; refit "
                                     "it with 'python -m restorer.train.triage --fusion'")
-    for key, what, source in (("detect_segnet_sha256", "detector", segnet_path),
-                              ("triage_net_sha256", "triage network", model_path)):
-        expected = fitted_on.get(key, "")
-        actual = hashlib.sha256(source.read_bytes()).hexdigest()
+    names = {"detect_segnet_sha256": "detector", "triage_net_sha256": "triage network"}
+    for key, actual in fitted_on(segnet_path, model_path).items():
+        expected = recorded.get(key, "")
         if expected != actual:
             raise StageUnavailableError(
-                f"the triage fusion {path.name} was fitted on another {what} file "
+                f"the triage fusion {path.name} was fitted on another {names[key]} file "
                 f"({expected[:12] or 'unknown'}, here {actual[:12]}); refit it with "
                 "'python -m restorer.train.triage --fusion'")
     return fusion

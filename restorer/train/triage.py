@@ -27,7 +27,6 @@ paper's network at this input size), so they can be compared on accuracy, size a
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import time
@@ -44,7 +43,8 @@ from restorer import synth
 from restorer.synth import age, scan
 from restorer.imaging import load_image
 from restorer.stages.triage_net import (VIEW_COUNT, VIEW_SIZE, Fusion, Measurement,
-                                        TriageNetwork, fuse, fusion_inputs, triage_views)
+                                        TriageNetwork, fitted_on, fuse, fusion_inputs,
+                                        triage_views)
 
 __all__ = ["LABELS", "SPLITS", "Sample", "make_sample", "source_photos", "make_set",
            "build_model", "augment", "train", "evaluate", "main"]
@@ -338,10 +338,8 @@ def save_fusion(fusion: Fusion, path: Path, segnet_path: Path, model_path: Path)
                "blur.bias": torch.tensor([fusion.blur_bias], dtype=torch.float32),
                "crack.weight": torch.tensor(fusion.crack_weight, dtype=torch.float32),
                "crack.bias": torch.tensor([fusion.crack_bias], dtype=torch.float32)}
-    metadata = {"detect_segnet_sha256": hashlib.sha256(segnet_path.read_bytes()).hexdigest(),
-                "triage_net_sha256": hashlib.sha256(model_path.read_bytes()).hexdigest()}
     partial = path.with_name(path.name + ".partial")
-    save_file(tensors, str(partial), metadata=metadata)
+    save_file(tensors, str(partial), metadata=fitted_on(segnet_path, model_path))
     partial.replace(path)
 
 
