@@ -23,6 +23,7 @@ from restorer.stages.base import Work
 from restorer.stages.triage_net import (FUSION_ID, SEGNET_ID, VIEW_COUNT, VIEW_SIZE, WEIGHT_ID,
                                         Fusion, Measurement, NetTriage, crack_features, fuse,
                                         load_fusion, triage_views)
+from restorer import synth
 from restorer.train.triage import LABELS, fit_logistic, make_sample, save_fusion
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,6 +74,30 @@ def _cases() -> list:
                 sample = make_sample(photos[(i + len(cases)) % len(photos)], label, rng)
             cases.append(sample)
     return cases
+
+
+@pytest.mark.parametrize("fleck, visible", [((slice(309, 315), slice(0, 4)), False),
+                                            ((slice(0, 2), slice(425, 445)), False),
+                                            ((slice(100, 103), slice(40, 140)), True)])
+def test_a_crack_that_only_grazes_the_border_is_not_a_cracked_sample(monkeypatch, fleck,
+                                                                     visible):
+    """The generator redraws cracks shorter than 8 % of the short side (then gives up: None),
+    so no sample labelled cracked carries only a fleck no one would call a crack."""
+    photo = np.full((321, 481, 3), 0.5, np.float32)
+
+    def dark_mark(image, rng, **options):
+        mask = np.zeros(image.shape[:2], bool)
+        mask[fleck] = True
+        damaged = image.copy()
+        damaged[mask] = 0.0
+        return synth.Damaged(damaged, image, mask, False, True)
+
+    monkeypatch.setattr(synth, "damage", dark_mark)
+    for seed in range(5):
+        sample = make_sample(photo, LABELS.index("cracked"), np.random.default_rng(seed))
+        assert (sample is not None) == visible
+        if visible:
+            assert sample.targets == (0.0, 1.0)
 
 
 def test_classifies_each_class(stage):

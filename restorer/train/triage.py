@@ -42,12 +42,13 @@ from safetensors.torch import save_file
 from restorer import synth
 from restorer.synth import age, scan
 from restorer.imaging import load_image
+from restorer.weights import sha256_file
 from restorer.stages.triage_net import (VIEW_COUNT, VIEW_SIZE, Fusion, Measurement,
                                         TriageNetwork, fitted_on, fuse, fusion_inputs,
                                         triage_views)
 
 __all__ = ["LABELS", "SPLITS", "Sample", "make_sample", "source_photos", "make_set",
-           "build_model", "augment", "train", "evaluate", "main"]
+           "build_model", "load_model", "augment", "train", "evaluate", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +98,12 @@ def _blur(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 #: Damage a viewer could not see is not damage: blur must cost the photo at least this much
-#: PSNR below ``BLUR_MAX_PSNR`` dB, cracks must differ from what they cover by ``CRACK_CONTRAST``.
+#: PSNR below ``BLUR_MAX_PSNR`` dB, cracks must differ from what they cover by ``CRACK_CONTRAST``
+#: and reach across at least ``CRACK_EXTENT`` of the photo's short side (a crack drawn mostly
+#: outside the frame can leave a 14-pixel fleck at the border, which no one calls cracked).
 BLUR_MAX_PSNR = 34.0
 CRACK_CONTRAST = 0.12
+CRACK_EXTENT = 0.08
 
 
 def make_sample(photo: np.ndarray, label: int, rng: np.random.Generator,
@@ -107,7 +111,8 @@ def make_sample(photo: np.ndarray, label: int, rng: np.random.Generator,
     """A synthetic photo with ``label`` from clean float32 (H, W, 3) ``photo``.
 
     The damage is redrawn when it would be invisible (blur on a flat photo, a light crack over
-    a white sky); None after ``tries`` invisible draws, so the caller picks another photo.
+    a white sky, a crack that only grazes the border); None after ``tries`` invisible draws, so
+    the caller picks another photo.
     """
     height, width = photo.shape[:2]
     side = rng.uniform(320, 1024)
@@ -132,7 +137,8 @@ def make_sample(photo: np.ndarray, label: int, rng: np.random.Generator,
     if cracked:
         for _ in range(tries):
             damaged = synth.damage(image, rng, cracks=True, crack_count=(1, 6))
-            if damaged.mask.any() and _contrast(image, damaged) >= CRACK_CONTRAST:
+            if (_extent(damaged.mask) >= CRACK_EXTENT
+                    and _contrast(image, damaged) >= CRACK_CONTRAST):
                 break
         else:
             return None
@@ -143,6 +149,15 @@ def make_sample(photo: np.ndarray, label: int, rng: np.random.Generator,
 def _psnr(reference: np.ndarray, image: np.ndarray) -> float:
     error = float(np.mean((reference - image) ** 2))
     return float("inf") if error == 0 else 10.0 * np.log10(1.0 / error)
+
+
+def _extent(mask: np.ndarray) -> float:
+    """Longest side of the bounding box of bool (H, W) ``mask``, as a share of the short side;
+    0 for an empty mask."""
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
+        return 0.0
+    return max(rows[-1] - rows[0], cols[-1] - cols[0]) / min(mask.shape)
 
 
 def _contrast(before: np.ndarray, damaged: synth.Damaged) -> float:
@@ -212,6 +227,16 @@ def build_model(arch: str = "compact", seed: int = 0) -> Any:
     return keras.Model(photo, out, name=f"triage_{arch}")
 
 
+def load_model(path: Path) -> Any:
+    """A saved triage model (``.keras``), to continue training it."""
+    from restorer.backends import tensorflow
+
+    tensorflow()
+    import keras
+
+    return keras.saving.load_model(path, compile=False, safe_mode=True)
+
+
 def _as_float(views: np.ndarray) -> np.ndarray:
     return views.astype(np.float32) / 255.0
 
@@ -229,12 +254,13 @@ def augment(views: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def train(model: Any, train_set: tuple[np.ndarray, np.ndarray],
           val_set: tuple[np.ndarray, np.ndarray], *, epochs: int, batch: int = 32,
-          budget_s: float | None = None, seed: int = 0) -> list[dict[str, float]]:
-    """Adam + binary cross-entropy on :func:`augment`-ed batches, cosine learning rate; stops
-    early after ``budget_s`` seconds. Returns the history."""
+          budget_s: float | None = None, seed: int = 0,
+          lr: float = 1e-3) -> list[dict[str, float]]:
+    """Adam + binary cross-entropy on :func:`augment`-ed batches, learning rate falling from
+    ``lr`` on a cosine; stops early after ``budget_s`` seconds. Returns the history."""
     import keras
 
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy",
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy",
                   metrics=[keras.metrics.BinaryAccuracy(name="acc")])
     views, targets = train_set
     val = (_as_float(val_set[0]), val_set[1])
@@ -243,8 +269,7 @@ def train(model: Any, train_set: tuple[np.ndarray, np.ndarray],
     started = time.perf_counter()
     for epoch in range(epochs):
         order = rng.permutation(len(views))
-        lr = 1e-3 * 0.5 * (1 + np.cos(np.pi * epoch / epochs))
-        model.optimizer.learning_rate.assign(lr)
+        model.optimizer.learning_rate.assign(lr * 0.5 * (1 + np.cos(np.pi * epoch / epochs)))
         losses = []
         for start in range(0, len(order), batch):
             chunk = np.sort(order[start:start + batch])
@@ -355,6 +380,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-minutes", type=float, default=None,
                         help="stop after the epoch that passes this wall-clock budget")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=1e-3, help="first learning rate")
+    parser.add_argument("--init", type=Path, default=None,
+                        help="continue training this .keras model (same architecture) instead "
+                             "of starting from random weights")
     parser.add_argument("--fusion", action="store_true",
                         help="only fit the fusion of the network at --out with the detector "
                              "(--segnet) and write --fusion-out")
@@ -382,10 +411,10 @@ def main(argv: list[str] | None = None) -> int:
     val_set = make_set(source_photos(args.data, "heldout"), args.val_count, args.seed + 1)
     log.info("data: %d train / %d val samples in %.0f s", len(train_set[0]), len(val_set[0]),
              time.perf_counter() - started)
-    model = build_model(args.arch, args.seed)
+    model = build_model(args.arch, args.seed) if args.init is None else load_model(args.init)
     budget = None if args.budget_minutes is None else args.budget_minutes * 60.0
     history = train(model, train_set, val_set, epochs=args.epochs, budget_s=budget,
-                    seed=args.seed)
+                    seed=args.seed, lr=args.lr)
     probabilities = np.asarray(model.predict(_as_float(val_set[0]), batch_size=32, verbose=0))
     metrics = evaluate(probabilities, val_set[1])
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -394,7 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     partial.replace(args.out)
     report = {"arch": args.arch, "params": int(model.count_params()),
               "bytes": args.out.stat().st_size, "epochs_run": len(history),
-              "train_seconds": history[-1]["seconds"], "seed": args.seed,
+              "train_seconds": history[-1]["seconds"], "seed": args.seed, "lr": args.lr,
+              "init": None if args.init is None else {"path": str(args.init),
+                                                      "sha256": sha256_file(args.init)},
               "train_count": args.train_count, "val_count": args.val_count,
               "heldout": metrics, "history": history}
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
