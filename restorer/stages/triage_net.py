@@ -49,7 +49,7 @@ from restorer.weights import sha256_file
 __all__ = ["VIEW_SIZE", "WORK_SIDE", "VIEW_COUNT", "WEIGHT_ID", "SEGNET_ID", "FUSION_ID",
            "triage_views", "working_copy", "crack_features", "Fusion", "Measurement", "fuse",
            "fusion_inputs", "logit", "labels_from_probabilities", "fitted_on", "load_fusion",
-           "NetTriage"]
+           "load_triage_model", "NetTriage"]
 
 log = logging.getLogger(__name__)
 
@@ -225,6 +225,28 @@ def load_fusion(path: Path, segnet_path: Path, model_path: Path) -> Fusion:
     return fusion
 
 
+def load_triage_model(path: Path) -> Any:
+    """The Keras triage model saved at ``path`` (``.keras``, safe mode), its input and output
+    shapes checked; raises StageUnavailableError naming what to do."""
+    from restorer.backends import tensorflow
+
+    tensorflow()
+    import keras
+
+    try:
+        model = keras.saving.load_model(path, compile=False, safe_mode=True)
+    except (OSError, ValueError) as exc:
+        raise StageUnavailableError(
+            f"the triage model {path.name} could not be loaded ({exc}); run "
+            f"'python -m restorer weights verify {WEIGHT_ID}'") from exc
+    expected = (None, VIEW_COUNT, VIEW_SIZE, VIEW_SIZE, 3)
+    if tuple(model.input_shape) != expected or tuple(model.output_shape) != (None, 2):
+        raise StageUnavailableError(
+            f"the triage model {path.name} expects input {model.input_shape} and gives "
+            f"{model.output_shape}; this version of restorer needs {expected} -> (None, 2)")
+    return model
+
+
 class TriageNetwork:
     """The trained Keras network and the SegNet detector: :class:`Measurement` of a photo."""
 
@@ -243,20 +265,7 @@ class TriageNetwork:
             tf.config.set_visible_devices([], "GPU")
         except RuntimeError:  # TensorFlow already initialised its devices in this process
             log.warning("TensorFlow was initialised before restorer could keep it off the GPU")
-        import keras
-
-        try:
-            model = keras.saving.load_model(self._path, compile=False, safe_mode=True)
-        except (OSError, ValueError) as exc:
-            raise StageUnavailableError(
-                f"the triage model {self._path.name} could not be loaded ({exc}); run "
-                f"'python -m restorer weights verify {WEIGHT_ID}'") from exc
-        expected = (None, VIEW_COUNT, VIEW_SIZE, VIEW_SIZE, 3)
-        if tuple(model.input_shape) != expected or tuple(model.output_shape) != (None, 2):
-            raise StageUnavailableError(
-                f"the triage model {self._path.name} expects input {model.input_shape} and gives "
-                f"{model.output_shape}; this version of restorer needs {expected} -> (None, 2)")
-        return model
+        return load_triage_model(self._path)
 
     def measure(self, image: np.ndarray) -> Measurement:
         """The measurements of float (H, W, 3) [0, 1] ``image``."""

@@ -45,10 +45,10 @@ from restorer.imaging import load_image
 from restorer.weights import sha256_file
 from restorer.stages.triage_net import (VIEW_COUNT, VIEW_SIZE, Fusion, Measurement,
                                         TriageNetwork, fitted_on, fuse, fusion_inputs,
-                                        triage_views)
+                                        load_triage_model, triage_views)
 
 __all__ = ["LABELS", "SPLITS", "Sample", "make_sample", "source_photos", "make_set",
-           "build_model", "load_model", "augment", "train", "evaluate", "main"]
+           "build_model", "augment", "train", "evaluate", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -227,16 +227,6 @@ def build_model(arch: str = "compact", seed: int = 0) -> Any:
     return keras.Model(photo, out, name=f"triage_{arch}")
 
 
-def load_model(path: Path) -> Any:
-    """A saved triage model (``.keras``), to continue training it."""
-    from restorer.backends import tensorflow
-
-    tensorflow()
-    import keras
-
-    return keras.saving.load_model(path, compile=False, safe_mode=True)
-
-
 def _as_float(views: np.ndarray) -> np.ndarray:
     return views.astype(np.float32) / 255.0
 
@@ -411,7 +401,8 @@ def main(argv: list[str] | None = None) -> int:
     val_set = make_set(source_photos(args.data, "heldout"), args.val_count, args.seed + 1)
     log.info("data: %d train / %d val samples in %.0f s", len(train_set[0]), len(val_set[0]),
              time.perf_counter() - started)
-    model = build_model(args.arch, args.seed) if args.init is None else load_model(args.init)
+    model = (build_model(args.arch, args.seed) if args.init is None
+             else load_triage_model(args.init))
     budget = None if args.budget_minutes is None else args.budget_minutes * 60.0
     history = train(model, train_set, val_set, epochs=args.epochs, budget_s=budget,
                     seed=args.seed, lr=args.lr)
