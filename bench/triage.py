@@ -2,16 +2,18 @@
 """Benchmark the triage classifiers on held-out synthetic damage, and label the real photos.
 
     python bench/triage.py [--data ../shared/data] [--count 400] [--seed 1]
-                           [--model compact=weights/triage_net.keras ...]
+                           [--model compact=weights/triage_net.keras[,FUSION] ...]
                            [--real-sheet docs/triage-real.png] [--real-table docs/triage-real.md]
 
 The test set is made by the training module's own generator (``restorer.train.triage``) from the
 held-out photos only (never seen in training), four labels in equal numbers, seeded. Each model
 (the network alone, and fused with detect.segnet's mask and the blur measure as the
 ``triage.net`` stage does) and the heuristic triage (detect.morph + triage.heuristic) run in
-this one process and the script prints: four-label accuracy, per-class precision / recall, the
+this one process and the script prints: four-label accuracy with its 95 % Wilson interval (400
+photos resolve about +-2.5 points), per-class precision / recall, the
 confusion matrix (rows = truth), milliseconds per photo on this CPU (views included) and the
-model's size.
+model's size. A model given as ``NAME=PATH,FUSION`` is fused with the fusion file fitted on it
+(``python -m restorer.train.triage --fusion --out PATH --fusion-out FUSION``).
 
 ``--real-table`` writes the first model's labels for every photo under ``DATA/real`` as a
 markdown table; ``--real-sheet`` a contact sheet of thumbnails with their labels, for looking at
@@ -21,6 +23,7 @@ by eye. The photos' licences are mixed: keep the sheet out of the repository.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -36,7 +39,7 @@ from restorer.imaging import load_image  # noqa: E402
 from restorer.registry import default_registry  # noqa: E402
 from restorer.stages.base import Work  # noqa: E402
 from restorer.service import ServiceConfig, build_store  # noqa: E402
-from restorer.stages.triage_net import WEIGHT_ID, NetTriage, fuse  # noqa: E402
+from restorer.stages.triage_net import FUSION_ID, WEIGHT_ID, NetTriage, fuse  # noqa: E402
 from restorer.train.triage import (LABELS, draw_samples, evaluate,  # noqa: E402
                                    source_photos)
 
@@ -52,15 +55,18 @@ def heldout_samples(data: Path, count: int, seed: int) -> list:
     return list(draw_samples(source_photos(data, "heldout"), count, seed))
 
 
-def run_net(path: Path, samples: list) -> tuple[np.ndarray, np.ndarray, float, NetTriage]:
+def run_net(path: Path, samples: list, fusion: Path | None = None
+            ) -> tuple[np.ndarray, np.ndarray, float, NetTriage]:
     """(p_blur, p_crack) per sample of the network alone and fused with the detector and the
     blur measure (the stage's answer), mean seconds per photo (both), and the loaded stage.
 
-    The detector and the fusion are the verified files of the project's manifest.
+    The detector, and the fusion unless ``fusion`` is given (it must be fitted on ``path``),
+    are the verified files of the project's manifest.
     """
     store = build_store(ServiceConfig(offline=True))
-    stage = NetTriage(lambda weight_id: path if weight_id == WEIGHT_ID
-                      else store.resolve(weight_id, download=False))
+    local = {WEIGHT_ID: path} | ({FUSION_ID: fusion} if fusion is not None else {})
+    stage = NetTriage(lambda weight_id: local.get(weight_id)
+                      or store.resolve(weight_id, download=False))
     stage.probabilities(samples[0].image)  # load and warm up outside the timing
     started = time.perf_counter()
     measured = [stage.network.measure(s.image) for s in samples]
@@ -85,9 +91,20 @@ def run_heuristic(samples: list) -> tuple[np.ndarray, float]:
     return np.array(out), (time.perf_counter() - started) / len(samples)
 
 
+def wilson_interval(accuracy: float, count: int, z: float = 1.96) -> tuple[float, float]:
+    """95 % Wilson score interval of an ``accuracy`` in [0, 1] measured on ``count`` photos."""
+    centre = (accuracy + z * z / (2 * count)) / (1 + z * z / count)
+    half = (z / (1 + z * z / count)) * math.sqrt(accuracy * (1 - accuracy) / count
+                                                  + z * z / (4 * count * count))
+    return centre - half, centre + half
+
+
 def print_report(name: str, metrics: dict, ms: float, size: str) -> None:
+    count = int(np.sum(metrics["confusion"]))
+    low, high = wilson_interval(metrics["accuracy"], count)
     print(f"### {name}\n")
-    print(f"accuracy **{metrics['accuracy']:.4f}**, {ms:.1f} ms per photo, {size}\n")
+    print(f"accuracy **{metrics['accuracy']:.4f}** (95 % interval {low:.3f}-{high:.3f} on "
+          f"{count} photos), {ms:.1f} ms per photo, {size}\n")
     print("| truth \\ predicted | " + " | ".join(LABELS) + " | recall |")
     print("|---" * (len(LABELS) + 2) + "|")
     for index, name_ in enumerate(LABELS):
@@ -141,9 +158,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--count", type=int, default=400, help="held-out samples (default 400)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--model", action="append", default=None, metavar="NAME=PATH",
-                        help="a .keras triage model (repeatable; default "
-                             "compact=weights/triage_net.keras)")
+    parser.add_argument("--model", action="append", default=None, metavar="NAME=PATH[,FUSION]",
+                        help="a .keras triage model and optionally the fusion fitted on it "
+                             "(repeatable; default compact=weights/triage_net.keras with the "
+                             "manifest's fusion)")
     parser.add_argument("--no-heuristic", action="store_true")
     parser.add_argument("--real-table", type=Path, default=None)
     parser.add_argument("--real-sheet", type=Path, default=None)
@@ -155,8 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     sizes = {}
     print(f"# Triage on {len(samples)} held-out synthetic photos (seed {args.seed})\n")
     first_stage = None
-    for name, path in models:
-        alone, fused, seconds, stage = run_net(Path(path), samples)
+    for name, paths in models:
+        path, _, fusion = paths.partition(",")
+        alone, fused, seconds, stage = run_net(Path(path), samples,
+                                               Path(fusion) if fusion else None)
         first_stage = first_stage or stage
         model = stage.network.model
         sizes[name] = (f"{model.count_params():,} parameters, "

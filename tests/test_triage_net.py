@@ -22,19 +22,20 @@ from restorer.service import ServiceConfig, build_store
 from restorer.stages.base import Work
 from restorer.stages.triage_net import (FUSION_ID, SEGNET_ID, VIEW_COUNT, VIEW_SIZE, WEIGHT_ID,
                                         Fusion, Measurement, NetTriage, crack_features, fuse,
-                                        load_fusion, triage_views)
+                                        load_fusion, training_views, triage_views)
 from restorer import synth
 from restorer.train.triage import LABELS, fit_logistic, make_sample, save_fusion
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Measured with the shipped triage (network fused with detect.segnet and the blur measure) on
-#: these 48 photos (12 per class): clean 0.33, blurred 0.92, cracked 0.83, blurred+cracked
-#: 0.92, all 0.75 (the network alone: 0.67, 0.75, 0.83, 0.83). Clean is low on these photos:
+#: these 48 photos (12 per class), judging the whole tiling (2026-12-03): clean 0.42, blurred
+#: 1.00, cracked 0.92, blurred+cracked 1.00, all 0.83 (the network alone: 0.58, 0.83, 0.92,
+#: 1.00; 2026-12-02, 3 x 3 grid of views, fused: 0.33, 0.92, 0.83, 0.92). Clean is low here:
 #: the detector flags the rocket's lattice towers and the camera's tripod leg as long defects
 #: (docs/triage.md). Chance is 0.25. The floors catch a broken or swapped model, not a small
 #: regression.
 MIN_ACCURACY = {"clean": 0.25, "blurred": 0.75, "cracked": 0.5, "blurred+cracked": 0.75}
-MIN_MEAN_ACCURACY = 0.65
+MIN_MEAN_ACCURACY = 0.7
 
 
 @pytest.fixture(scope="module")
@@ -45,13 +46,27 @@ def stage() -> NetTriage:
     return NetTriage(lambda weight_id: store.resolve(weight_id, download=False))
 
 
-@pytest.mark.parametrize("shape", [(512, 512), (40, 30), (16, 3000), (3000, 2000)])
-def test_views_have_a_fixed_shape_for_any_photo(shape):
+@pytest.mark.parametrize("shape, count", [((512, 512), 6 * 6 + 1), ((40, 30), 2),
+                                          ((16, 3000), 11 + 1), ((3000, 2000), 11 * 8 + 1)])
+def test_views_tile_a_photo_of_any_size(shape, count):
+    """Crops tiling the 1024 px working copy plus the whole photo; the training views are the
+    fixed ten."""
     rng = np.random.default_rng(0)
     image = rng.random(shape + (3,), dtype=np.float32)
     views = triage_views(image)
-    assert views.shape == (VIEW_COUNT, VIEW_SIZE, VIEW_SIZE, 3) and views.dtype == np.float32
+    assert views.shape == (count, VIEW_SIZE, VIEW_SIZE, 3) and views.dtype == np.float32
     assert 0.0 <= views.min() and views.max() <= 1.0
+    assert training_views(image).shape == (VIEW_COUNT, VIEW_SIZE, VIEW_SIZE, 3)
+
+
+@pytest.mark.parametrize("y, x", [(0, 0), (170, 170), (250, 500), (511, 350), (383, 767)])
+def test_a_crack_anywhere_in_the_photo_is_in_some_crop(y, x):
+    """A one-pixel mark anywhere in the working copy reaches a full-resolution crop (the old
+    3 x 3 grid saw under half of a 512 x 768 photo and missed (170, 170) and (250, 500))."""
+    image = np.zeros((512, 768, 3), np.float32)
+    image[y, x] = 1.0
+    crops = triage_views(image)[:-1]
+    assert crops.max() == 1.0
 
 
 def test_crops_keep_full_resolution_detail():
@@ -228,3 +243,18 @@ def test_unreadable_fusion_file_is_refused_with_what_to_do(tmp_path):
     model = build_store(ServiceConfig(offline=True)).resolve(WEIGHT_ID, download=False)
     with pytest.raises(StageUnavailableError, match="could not be read.*weights verify"):
         load_fusion(garbage, segnet, model)
+
+
+def test_the_benchmark_states_how_far_its_accuracy_can_be_trusted() -> None:
+    """bench/triage.py's 95 % Wilson interval: 400 photos cannot show 0.995 even when all are
+    right, and an even split is 0.5 +- about 0.1 on 100."""
+    if str(ROOT) not in sys.path:  # bench/ is a folder of scripts at the repository root
+        sys.path.insert(0, str(ROOT))
+    from bench.triage import wilson_interval
+
+    low, high = wilson_interval(1.0, 400)
+    assert high == pytest.approx(1.0) and low == pytest.approx(0.9905, abs=5e-4)
+    low, high = wilson_interval(0.5, 100)
+    assert low == pytest.approx(0.4038, abs=5e-4) and high == pytest.approx(0.5962, abs=5e-4)
+    low, high = wilson_interval(0.93, 400)
+    assert 0.89 < low < 0.93 < high < 0.96

@@ -45,7 +45,7 @@ from restorer.imaging import load_image
 from restorer.weights import sha256_file
 from restorer.stages.triage_net import (VIEW_COUNT, VIEW_SIZE, Fusion, Measurement,
                                         TriageNetwork, fitted_on, fuse, fusion_inputs,
-                                        load_triage_model, triage_views)
+                                        load_triage_model, training_views)
 
 __all__ = ["LABELS", "SPLITS", "Sample", "make_sample", "source_photos", "make_set",
            "build_model", "augment", "train", "evaluate", "main"]
@@ -185,13 +185,14 @@ def make_set(paths: Sequence[Path], count: int, seed: int) -> tuple[np.ndarray, 
     views = np.empty((count, VIEW_COUNT, VIEW_SIZE, VIEW_SIZE, 3), np.uint8)
     targets = np.empty((count, 2), np.float32)
     for index, sample in enumerate(draw_samples(paths, count, seed)):
-        views[index] = (triage_views(sample.image) * 255.0 + 0.5).astype(np.uint8)
+        views[index] = (training_views(sample.image) * 255.0 + 0.5).astype(np.uint8)
         targets[index] = sample.targets
     return views, targets
 
 
 def build_model(arch: str = "compact", seed: int = 0) -> Any:
-    """Keras model: (N, 10, S, S, 3) float in [0, 1] -> (N, 2) sigmoid (p_blur, p_crack)."""
+    """Keras model: (N, V, S, S, 3) float in [0, 1], any number V of views -> (N, 2) sigmoid
+    (p_blur, p_crack)."""
     from restorer.backends import tensorflow
 
     tensorflow()
@@ -218,7 +219,7 @@ def build_model(arch: str = "compact", seed: int = 0) -> Any:
     else:
         raise ValueError(f"unknown architecture '{arch}': use compact or inception")
     backbone = keras.Model(view, features, name=f"{arch}_backbone")
-    photo = keras.Input((VIEW_COUNT, VIEW_SIZE, VIEW_SIZE, 3))
+    photo = keras.Input((None, VIEW_SIZE, VIEW_SIZE, 3))  # any number of views
     per_view = layers.TimeDistributed(backbone)(photo)
     pooled = layers.Concatenate()([layers.GlobalMaxPooling1D()(per_view),
                                    layers.GlobalAveragePooling1D()(per_view)])
