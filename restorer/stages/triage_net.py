@@ -52,8 +52,8 @@ from restorer.weights import sha256_file
 
 __all__ = ["VIEW_SIZE", "WORK_SIDE", "VIEW_COUNT", "WEIGHT_ID", "SEGNET_ID", "FUSION_ID",
            "triage_views", "training_views", "working_copy", "crack_features", "Fusion",
-           "Measurement", "fuse", "fusion_inputs", "logit", "labels_from_probabilities", "fitted_on", "load_fusion",
-           "load_triage_model", "NetTriage"]
+           "Measurement", "fuse", "fusion_inputs", "logit", "labels_from_probabilities",
+           "fitted_on", "load_fusion", "load_triage_model", "NetTriage"]
 
 log = logging.getLogger(__name__)
 
