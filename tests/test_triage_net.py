@@ -24,7 +24,8 @@ from restorer.stages.triage_net import (FUSION_ID, SEGNET_ID, VIEW_COUNT, VIEW_S
                                         Fusion, Measurement, NetTriage, crack_features, fuse,
                                         load_fusion, training_views, triage_views)
 from restorer import synth
-from restorer.train.triage import LABELS, fit_logistic, make_sample, save_fusion
+from restorer.train.triage import (LABELS, fit_logistic, make_pool, make_sample, pick_views,
+                                   save_fusion)
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Measured with the shipped triage (network fused with detect.segnet and the blur measure) on
@@ -113,6 +114,41 @@ def test_a_crack_that_only_grazes_the_border_is_not_a_cracked_sample(monkeypatch
         assert (sample is not None) == visible
         if visible:
             assert sample.targets == (0.0, 1.0)
+
+
+def test_training_pools_hold_a_crop_with_the_crack_of_every_cracked_photo(tmp_path):
+    """Training crops come from the tiling the stage judges; a cracked photo's pool starts with
+    a crop that shows its crack, and no crop of an uncracked photo is flagged."""
+    import cv2
+
+    paths = []
+    for name in ("astronaut", "coffee"):
+        paths.append(tmp_path / f"{name}.png")
+        cv2.imwrite(str(paths[-1]), getattr(data, name)()[..., ::-1])
+    views, flags, targets = make_pool(paths, 8, seed=0, candidates=6)
+    assert views.shape == (8, 7, VIEW_SIZE, VIEW_SIZE, 3) and views.dtype == np.uint8
+    assert flags.shape == (8, 6) and targets.shape == (8, 2)
+    cracked = targets[:, 1] == 1.0
+    assert cracked.sum() == 4 and flags[cracked, 0].all() and not flags[~cracked].any()
+    assert views[:, :-1].std(axis=(2, 3, 4)).min() > 0.0  # crops of the photo, not padding
+
+
+def test_picked_views_keep_a_crop_with_the_crack():
+    """Every pick of a cracked photo holds a flagged crop; other picks are drawn at random
+    (the flagged crop is sometimes left out); the whole photo is always the last view."""
+    pool = np.arange(13, dtype=np.uint8)[None, :, None, None, None] * np.ones(
+        (2, 1, 4, 4, 3), np.uint8)
+    flags = np.zeros((2, 12), bool)
+    flags[:, 7] = True
+    targets = np.array([[0.0, 1.0], [0.0, 0.0]], np.float32)
+    rng = np.random.default_rng(0)
+    left_out = 0
+    for _ in range(40):
+        views = pick_views(pool, flags, targets, rng, crops=3)
+        assert views.shape == (2, 4, 4, 4, 3) and (views[:, -1] == 12).all()
+        assert 7 in views[0, :3, 0, 0, 0]
+        left_out += 7 not in views[1, :3, 0, 0, 0]
+    assert 0 < left_out < 40
 
 
 def test_classifies_each_class(stage):

@@ -51,7 +51,8 @@ from restorer.stages.triage import blur_sigma_at_view
 from restorer.weights import sha256_file
 
 __all__ = ["VIEW_SIZE", "WORK_SIDE", "VIEW_COUNT", "WEIGHT_ID", "SEGNET_ID", "FUSION_ID",
-           "triage_views", "training_views", "working_copy", "crack_features", "Fusion",
+           "triage_views", "training_views", "working_copy", "pad_to_view",
+           "crop_origins", "crack_features", "Fusion",
            "Measurement", "fuse", "fusion_inputs", "logit", "labels_from_probabilities",
            "fitted_on", "load_fusion", "load_triage_model", "NetTriage"]
 
@@ -175,20 +176,33 @@ def training_views(image: np.ndarray) -> np.ndarray:
     return _views(image, working_copy(image), tile=False)
 
 
-def _views(image: np.ndarray, work: np.ndarray, tile: bool) -> np.ndarray:
-    """:func:`triage_views` (``tile``) or :func:`training_views` of ``image`` whose
-    :func:`working_copy` is ``work``."""
+def pad_to_view(work: np.ndarray) -> np.ndarray:
+    """(H, W, ...) ``work`` reflect-padded, centred, to at least ``VIEW_SIZE`` on each side."""
     pad_y, pad_x = max(0, VIEW_SIZE - work.shape[0]), max(0, VIEW_SIZE - work.shape[1])
     if pad_y or pad_x:
         work = cv2.copyMakeBorder(work, pad_y // 2, pad_y - pad_y // 2, pad_x // 2,
                                   pad_x - pad_x // 2, cv2.BORDER_REFLECT_101)
+    return work
+
+
+def crop_origins(height: int, width: int, tile: bool = True) -> list[tuple[int, int]]:
+    """(top, left) of the ``VIEW_SIZE`` crops of a padded working copy of ``height`` x
+    ``width`` (each at least ``VIEW_SIZE``): the whole tiling (``tile``, evenly spaced,
+    overlapping by less than a crop) or the 3 x 3 grid."""
 
     def starts(length: int) -> np.ndarray:
         count = math.ceil((length - VIEW_SIZE) / VIEW_SIZE) + 1 if tile else GRID
         return np.linspace(0, length - VIEW_SIZE, count).round().astype(int)
 
+    return [(int(t), int(l)) for t in starts(height) for l in starts(width)]
+
+
+def _views(image: np.ndarray, work: np.ndarray, tile: bool) -> np.ndarray:
+    """:func:`triage_views` (``tile``) or :func:`training_views` of ``image`` whose
+    :func:`working_copy` is ``work``."""
+    work = pad_to_view(work)
     views = [work[t:t + VIEW_SIZE, l:l + VIEW_SIZE]
-             for t in starts(work.shape[0]) for l in starts(work.shape[1])]
+             for t, l in crop_origins(work.shape[0], work.shape[1], tile)]
     views.append(cv2.resize(image, (VIEW_SIZE, VIEW_SIZE), interpolation=cv2.INTER_AREA))
     return np.clip(np.stack(views), 0.0, 1.0).astype(np.float32)
 

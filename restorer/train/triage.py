@@ -44,10 +44,12 @@ from restorer.synth import age, scan
 from restorer.imaging import load_image
 from restorer.weights import sha256_file
 from restorer.stages.triage_net import (VIEW_COUNT, VIEW_SIZE, Fusion, Measurement,
-                                        TriageNetwork, fitted_on, fuse, fusion_inputs,
-                                        load_triage_model, training_views)
+                                        TriageNetwork, crop_origins, fitted_on, fuse,
+                                        fusion_inputs, load_triage_model, pad_to_view,
+                                        training_views, working_copy)
 
 __all__ = ["LABELS", "SPLITS", "Sample", "make_sample", "source_photos", "make_set",
+           "make_pool", "pick_views",
            "build_model", "augment", "train", "evaluate", "main"]
 
 log = logging.getLogger(__name__)
@@ -66,10 +68,12 @@ _SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".tif", ".tiff")
 
 @dataclass(frozen=True)
 class Sample:
-    """One synthetic photo: float32 (H, W, 3) [0, 1] and its label index into LABELS."""
+    """One synthetic photo: float32 (H, W, 3) [0, 1], its label index into LABELS and, when
+    cracked, the crack mask bool (H, W)."""
 
     image: np.ndarray
     label: int
+    mask: np.ndarray | None = None
 
     @property
     def targets(self) -> tuple[float, float]:
@@ -134,6 +138,7 @@ def make_sample(photo: np.ndarray, label: int, rng: np.random.Generator,
             return None
         image = candidate
     image = age(image, rng)
+    mask = None
     if cracked:
         for _ in range(tries):
             damaged = synth.damage(image, rng, cracks=True, crack_count=(1, 6))
@@ -142,8 +147,8 @@ def make_sample(photo: np.ndarray, label: int, rng: np.random.Generator,
                 break
         else:
             return None
-        image = damaged.image
-    return Sample(scan(image, rng), label)
+        image, mask = damaged.image, damaged.mask
+    return Sample(scan(image, rng), label, mask)
 
 
 def _psnr(reference: np.ndarray, image: np.ndarray) -> float:
@@ -188,6 +193,73 @@ def make_set(paths: Sequence[Path], count: int, seed: int) -> tuple[np.ndarray, 
         views[index] = (training_views(sample.image) * 255.0 + 0.5).astype(np.uint8)
         targets[index] = sample.targets
     return views, targets
+
+
+#: A crop shows a crack when at least this many of its pixels are crack (:func:`make_pool`).
+CRACK_PIXELS = 24
+
+
+def make_pool(paths: Sequence[Path], count: int, seed: int,
+              candidates: int = 18) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``count`` samples, labels balanced, as pools of crops from the whole tiling that
+    :func:`pick_views` draws the network's views from at every batch.
+
+    Returns views uint8 (N, ``candidates`` + 1, S, S, 3) (the crops, then the whole photo),
+    crack flags bool (N, ``candidates``) (the crop holds at least ``CRACK_PIXELS`` crack
+    pixels) and targets float32 (N, 2). The crops are drawn at random from the tiling the
+    stage judges (:func:`restorer.stages.triage_net.crop_origins`), so the network trains on
+    what it sees in use and a new set of views every epoch; a cracked photo's pool holds at
+    least one crop with its crack, so no photo labelled cracked is shown without one.
+    """
+    rng = np.random.default_rng([seed, 1])
+    views = np.empty((count, candidates + 1, VIEW_SIZE, VIEW_SIZE, 3), np.uint8)
+    flags = np.zeros((count, candidates), bool)
+    targets = np.empty((count, 2), np.float32)
+    for index, sample in enumerate(draw_samples(paths, count, seed)):
+        work = working_copy(sample.image)
+        crack = np.zeros(work.shape[:2], np.float32)
+        if sample.mask is not None:  # the mask at the working copy's size, share per pixel
+            crack = cv2.resize(sample.mask.astype(np.float32), work.shape[1::-1],
+                               interpolation=cv2.INTER_AREA)
+        work, crack = pad_to_view(work), pad_to_view(crack)
+        origins = crop_origins(*work.shape[:2])
+        counts = np.array([crack[t:t + VIEW_SIZE, l:l + VIEW_SIZE].sum() for t, l in origins])
+        shown = np.flatnonzero(counts >= CRACK_PIXELS)
+        order = rng.permutation(len(origins))
+        if shown.size:  # one crop with the crack first, the rest at random
+            first = int(rng.choice(shown))
+            order = np.concatenate([[first], order[order != first]])
+        chosen = order[np.arange(candidates) % len(order)]
+        for slot, which in enumerate(chosen):
+            top, left = origins[which]
+            views[index, slot] = _to_uint8(work[top:top + VIEW_SIZE, left:left + VIEW_SIZE])
+            flags[index, slot] = counts[which] >= CRACK_PIXELS
+        views[index, -1] = _to_uint8(cv2.resize(sample.image, (VIEW_SIZE, VIEW_SIZE),
+                                                interpolation=cv2.INTER_AREA))
+        targets[index] = sample.targets
+    return views, flags, targets
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def pick_views(views: np.ndarray, flags: np.ndarray, targets: np.ndarray,
+               rng: np.random.Generator, crops: int = VIEW_COUNT - 1) -> np.ndarray:
+    """``crops`` crops of each pool of :func:`make_pool` at random, plus its whole photo:
+    uint8 (N, ``crops`` + 1, S, S, 3). A cracked photo's pick holds at least one crop showing
+    its crack."""
+    count, pool = flags.shape
+    out = np.empty((count, crops + 1) + views.shape[2:], views.dtype)
+    for index in range(count):
+        order = rng.permutation(pool)
+        shown = np.flatnonzero(flags[index])
+        if targets[index, 1] and shown.size:
+            first = int(rng.choice(shown))
+            order = np.concatenate([[first], order[order != first]])
+        out[index, :crops] = views[index, order[:crops]]
+        out[index, crops] = views[index, -1]
+    return out
 
 
 def build_model(arch: str = "compact", seed: int = 0) -> Any:
@@ -245,10 +317,13 @@ def augment(views: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def train(model: Any, train_set: tuple[np.ndarray, np.ndarray],
           val_set: tuple[np.ndarray, np.ndarray], *, epochs: int, batch: int = 32,
-          budget_s: float | None = None, seed: int = 0,
-          lr: float = 1e-3) -> list[dict[str, float]]:
+          budget_s: float | None = None, seed: int = 0, lr: float = 1e-3,
+          flags: np.ndarray | None = None) -> list[dict[str, float]]:
     """Adam + binary cross-entropy on :func:`augment`-ed batches, learning rate falling from
-    ``lr`` on a cosine; stops early after ``budget_s`` seconds. Returns the history."""
+    ``lr`` on a cosine; stops early after ``budget_s`` seconds. Returns the history.
+
+    With ``flags``, ``train_set`` holds pools of :func:`make_pool` and every batch draws its
+    views from them (:func:`pick_views`); else its views are used as they are."""
     import keras
 
     model.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy",
@@ -264,7 +339,9 @@ def train(model: Any, train_set: tuple[np.ndarray, np.ndarray],
         losses = []
         for start in range(0, len(order), batch):
             chunk = np.sort(order[start:start + batch])
-            losses.append(float(model.train_on_batch(_as_float(augment(views[chunk], rng)),
+            chosen = (views[chunk] if flags is None
+                      else pick_views(views[chunk], flags[chunk], targets[chunk], rng))
+            losses.append(float(model.train_on_batch(_as_float(augment(chosen, rng)),
                                                      targets[chunk])[0]))
         val_loss, val_acc = model.evaluate(*val, batch_size=32, verbose=0)
         entry = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "val_loss": float(val_loss),
@@ -372,6 +449,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="stop after the epoch that passes this wall-clock budget")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=1e-3, help="first learning rate")
+    parser.add_argument("--views", choices=("grid", "pool"), default="grid",
+                        help="training views: the fixed 3 x 3 grid and the whole (the shipped "
+                             "network), or crops drawn afresh every batch from the whole tiling, "
+                             "a cracked photo's always showing its crack (make_pool)")
     parser.add_argument("--init", type=Path, default=None,
                         help="continue training this .keras model (same architecture) instead "
                              "of starting from random weights")
@@ -398,15 +479,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     started = time.perf_counter()
-    train_set = make_set(source_photos(args.data, "train"), args.train_count, args.seed)
+    photos = source_photos(args.data, "train")
+    if args.views == "pool":
+        views, flags, targets = make_pool(photos, args.train_count, args.seed)
+    else:
+        (views, targets), flags = make_set(photos, args.train_count, args.seed), None
     val_set = make_set(source_photos(args.data, "heldout"), args.val_count, args.seed + 1)
-    log.info("data: %d train / %d val samples in %.0f s", len(train_set[0]), len(val_set[0]),
+    log.info("data: %d train / %d val samples in %.0f s", len(views), len(val_set[0]),
              time.perf_counter() - started)
     model = (build_model(args.arch, args.seed) if args.init is None
              else load_triage_model(args.init))
     budget = None if args.budget_minutes is None else args.budget_minutes * 60.0
-    history = train(model, train_set, val_set, epochs=args.epochs, budget_s=budget,
-                    seed=args.seed, lr=args.lr)
+    history = train(model, (views, targets), val_set, epochs=args.epochs, budget_s=budget,
+                    seed=args.seed, lr=args.lr, flags=flags)
     probabilities = np.asarray(model.predict(_as_float(val_set[0]), batch_size=32, verbose=0))
     metrics = evaluate(probabilities, val_set[1])
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -418,7 +503,8 @@ def main(argv: list[str] | None = None) -> int:
               "train_seconds": history[-1]["seconds"], "seed": args.seed, "lr": args.lr,
               "init": None if args.init is None else {"path": str(args.init),
                                                       "sha256": sha256_file(args.init)},
-              "train_count": args.train_count, "val_count": args.val_count,
+              "views": args.views, "train_count": args.train_count,
+              "val_count": args.val_count,
               "heldout": metrics, "history": history}
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     log.info("%s", json.dumps({k: v for k, v in report.items() if k != "history"}, indent=2))
