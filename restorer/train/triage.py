@@ -190,7 +190,7 @@ def make_set(paths: Sequence[Path], count: int, seed: int) -> tuple[np.ndarray, 
     views = np.empty((count, VIEW_COUNT, VIEW_SIZE, VIEW_SIZE, 3), np.uint8)
     targets = np.empty((count, 2), np.float32)
     for index, sample in enumerate(draw_samples(paths, count, seed)):
-        views[index] = (training_views(sample.image) * 255.0 + 0.5).astype(np.uint8)
+        views[index] = _to_uint8(training_views(sample.image))
         targets[index] = sample.targets
     return views, targets
 
@@ -226,14 +226,13 @@ def make_pool(paths: Sequence[Path], count: int, seed: int,
         counts = np.array([crack[t:t + VIEW_SIZE, l:l + VIEW_SIZE].sum() for t, l in origins])
         shown = np.flatnonzero(counts >= CRACK_PIXELS)
         order = rng.permutation(len(origins))
-        if shown.size:  # one crop with the crack first, the rest at random
-            first = int(rng.choice(shown))
-            order = np.concatenate([[first], order[order != first]])
+        if shown.size:
+            order = _crack_first(order, shown, rng)
         chosen = order[np.arange(candidates) % len(order)]
         for slot, which in enumerate(chosen):
             top, left = origins[which]
             views[index, slot] = _to_uint8(work[top:top + VIEW_SIZE, left:left + VIEW_SIZE])
-            flags[index, slot] = counts[which] >= CRACK_PIXELS
+        flags[index] = counts[chosen] >= CRACK_PIXELS
         views[index, -1] = _to_uint8(cv2.resize(sample.image, (VIEW_SIZE, VIEW_SIZE),
                                                 interpolation=cv2.INTER_AREA))
         targets[index] = sample.targets
@@ -242,6 +241,13 @@ def make_pool(paths: Sequence[Path], count: int, seed: int,
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def _crack_first(order: np.ndarray, shown: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Indices ``order`` with one of ``shown`` (crops showing the crack), drawn at random,
+    moved to the front."""
+    first = int(rng.choice(shown))
+    return np.concatenate([[first], order[order != first]])
 
 
 def pick_views(views: np.ndarray, flags: np.ndarray, targets: np.ndarray,
@@ -255,8 +261,7 @@ def pick_views(views: np.ndarray, flags: np.ndarray, targets: np.ndarray,
         order = rng.permutation(pool)
         shown = np.flatnonzero(flags[index])
         if targets[index, 1] and shown.size:
-            first = int(rng.choice(shown))
-            order = np.concatenate([[first], order[order != first]])
+            order = _crack_first(order, shown, rng)
         out[index, :crops] = views[index, order[:crops]]
         out[index, crops] = views[index, -1]
     return out
