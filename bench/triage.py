@@ -11,8 +11,11 @@ held-out photos only (never seen in training), four labels in equal numbers, see
 ``triage.net`` stage does) and the heuristic triage (detect.morph + triage.heuristic) run in
 this one process and the script prints: four-label accuracy with its 95 % Wilson interval (400
 photos resolve about +-2.5 points), per-class precision / recall, the
-confusion matrix (rows = truth), milliseconds per photo on this CPU (views included) and the
-model's size. A model given as ``NAME=PATH,FUSION`` is fused with the fusion file fitted on it
+confusion matrix (rows = truth), how many of the blurred photos are found for each kind of blur
+(Gaussian, defocus, motion), milliseconds per photo on this CPU (views included) and the
+model's size; each classifier after the first is also compared with the first on the same
+photos (how many answers turned right and wrong, and the exact McNemar p-value: a paired
+comparison sees differences that two overlapping intervals hide). A model given as ``NAME=PATH,FUSION`` is fused with the fusion file fitted on it
 (``python -m restorer.train.triage --fusion --out PATH --fusion-out FUSION``).
 
 ``--real-table`` writes the first model's labels for every photo under ``DATA/real`` as a
@@ -115,6 +118,40 @@ def print_report(name: str, metrics: dict, ms: float, size: str) -> None:
                                         for n in LABELS) + " | |\n")
 
 
+def right_answers(probabilities: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """Bool (N,): both decisions of (p_blur, p_crack) ``probabilities`` (N, 2) match
+    ``targets`` (N, 2) 0/1."""
+    return ((probabilities >= 0.5) == (targets >= 0.5)).all(axis=1)
+
+
+def mcnemar_p(turned_right: int, turned_wrong: int) -> float:
+    """Two-sided exact McNemar p-value of two classifiers judged on the same photos, from the
+    counts of photos only one of them gets right."""
+    count = turned_right + turned_wrong
+    tail = sum(math.comb(count, k) for k in range(min(turned_right, turned_wrong) + 1))
+    return min(1.0, 2.0 * tail / 2.0 ** count) if count else 1.0
+
+
+def print_paired(name: str, first: str, right: np.ndarray, first_right: np.ndarray) -> None:
+    """How the fused answers of ``name`` differ from ``first``'s on the same photos."""
+    turned_right = int(np.count_nonzero(right & ~first_right))
+    turned_wrong = int(np.count_nonzero(first_right & ~right))
+    print(f"paired against {first} (fused, same photos): {turned_right} turned right, "
+          f"{turned_wrong} turned wrong, exact McNemar p = "
+          f"{mcnemar_p(turned_right, turned_wrong):.3f}\n")
+
+
+def print_blur_recall(p_blur: np.ndarray, samples: list) -> None:
+    """Share of the blurred samples of each kind of blur whose ``p_blur`` is at least 0.5."""
+    kinds = np.array([s.blur or "" for s in samples])
+    parts = []
+    for kind in ("gaussian", "defocus", "motion"):
+        chosen = kinds == kind
+        found = int(np.count_nonzero(p_blur[chosen] >= 0.5))
+        parts.append(f"{kind} {found}/{int(chosen.sum())}")
+    print("blur found, by kind: " + ", ".join(parts) + "\n")
+
+
 def label_real(stage: NetTriage, data: Path, table: Path | None, sheet: Path | None) -> None:
     """Label every photo under ``data/real``; write a markdown table and/or a contact sheet."""
     rows, tiles = [], []
@@ -173,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     sizes = {}
     print(f"# Triage on {len(samples)} held-out synthetic photos (seed {args.seed})\n")
     first_stage = None
+    targets = np.array([s.targets for s in samples])
+    first_right: tuple[str, np.ndarray] | None = None
     for name, paths in models:
         path, _, fusion = paths.partition(",")
         alone, fused, seconds, stage = run_net(Path(path), samples,
@@ -181,17 +220,24 @@ def main(argv: list[str] | None = None) -> int:
         model = stage.network.model
         sizes[name] = (f"{model.count_params():,} parameters, "
                        f"{Path(path).stat().st_size / 1e6:.2f} MB")
-        targets = np.array([s.targets for s in samples])
         print_report(f"{name} ({Path(path).name}), network alone", evaluate(alone, targets),
                      seconds * 1e3, sizes[name] + "; ms include the detector")
-        print_report(f"{name} fused with detect.segnet and the blur measure (triage.net)",
+        print_blur_recall(alone[:, 0], samples)
+        print_report(f"{name} fused with detect.segnet and the blur measures (triage.net)",
                      evaluate(fused, targets), seconds * 1e3,
-                     sizes[name] + " + detect.segnet 97k parameters + 8 fusion weights")
+                     sizes[name] + " + detect.segnet 97k parameters + 9 fusion weights")
+        print_blur_recall(fused[:, 0], samples)
+        if first_right is None:
+            first_right = (name, right_answers(fused, targets))
+        else:
+            print_paired(name, first_right[0], right_answers(fused, targets), first_right[1])
     if not args.no_heuristic:
         decisions, seconds = run_heuristic(samples)
-        targets = np.array([s.targets for s in samples])
         print_report("heuristic (detect.morph + triage.heuristic)",
                      evaluate(decisions, targets), seconds * 1e3, "no model")
+        if first_right is not None:
+            print_paired("heuristic", first_right[0], right_answers(decisions, targets),
+                         first_right[1])
     if args.real_table or args.real_sheet:
         label_real(first_stage, args.data, args.real_table, args.real_sheet)
     return 0

@@ -22,26 +22,50 @@ import numpy as np
 from restorer.ops import luminance
 from restorer.stages.base import ProgressFn, StageKind, StageOutput, StageSpec, Work
 
-__all__ = ["estimate_blur_sigma", "estimate_noise", "richardson_lucy_gaussian", "deblur",
-           "deblur_halo", "RichardsonLucyDeblur"]
+__all__ = ["estimate_blur_sigma", "estimate_blur_sigmas", "estimate_noise",
+           "richardson_lucy_gaussian", "deblur", "deblur_halo", "RichardsonLucyDeblur"]
 
 _S0 = 1.0
 
 
 def estimate_blur_sigma(luma: np.ndarray) -> float:
     """Gaussian blur sigma (pixels) of float32 (H, W) ``luma`` in [0, 1]; 0 when sharp."""
+    return estimate_blur_sigmas(luma)[0]
+
+
+#: Edge orientations (over 180 degrees) :func:`estimate_blur_sigmas` takes the median of
+#: separately, and the fewest edge pixels an orientation needs to count.
+ORIENTATIONS = 8
+_ORIENTATION_PIXELS = 25
+
+
+def estimate_blur_sigmas(luma: np.ndarray) -> tuple[float, float]:
+    """(median, widest orientation's median) edge blur sigma in pixels, each in [0, 8], of
+    float32 (H, W) ``luma`` in [0, 1]; (0, 0) when there are too few edges to tell.
+
+    The first is :func:`estimate_blur_sigma`. The second takes the median separately over the
+    edges of each of ``ORIENTATIONS`` gradient orientations and keeps the largest: motion blur
+    widens only the edges across its direction, so the median over all edges, most of them
+    left sharp, underrates it.
+    """
     edges = cv2.Canny(np.clip(luma * 255.0 + 0.5, 0, 255).astype(np.uint8), 30, 90,
                       L2gradient=True) > 0
     if edges.sum() < 50:
-        return 0.0
-    grad = _gradient(luma)
-    grad_reblur = _gradient(cv2.GaussianBlur(luma, (0, 0), _S0))
-    ratio = grad[edges] / np.maximum(grad_reblur[edges], 1e-6)
-    ratio = ratio[(ratio > 1.01) & (grad[edges] > 0.02)]
-    if ratio.size < 50:
-        return 0.0
-    sigma = _S0 / np.sqrt(np.square(ratio) - 1.0)
-    return float(np.clip(np.median(sigma), 0.0, 8.0))
+        return 0.0, 0.0
+    gx, gy = _sobel(luma)
+    grad = np.sqrt(gx * gx + gy * gy)[edges] / 8.0
+    grad_reblur = _gradient(cv2.GaussianBlur(luma, (0, 0), _S0))[edges]
+    ratio = grad / np.maximum(grad_reblur, 1e-6)
+    kept = (ratio > 1.01) & (grad > 0.02)
+    if kept.sum() < 50:
+        return 0.0, 0.0
+    sigma = _S0 / np.sqrt(np.square(ratio[kept]) - 1.0)
+    angle = np.mod(np.arctan2(gy[edges][kept], gx[edges][kept]), np.pi)
+    orientation = np.rint(angle / np.pi * ORIENTATIONS).astype(int) % ORIENTATIONS
+    widest = max((float(np.median(sigma[orientation == k])) for k in range(ORIENTATIONS)
+                  if np.count_nonzero(orientation == k) >= _ORIENTATION_PIXELS), default=0.0)
+    median = float(np.median(sigma))
+    return float(np.clip(median, 0.0, 8.0)), float(np.clip(max(widest, median), 0.0, 8.0))
 
 
 def estimate_noise(luma: np.ndarray) -> float:
@@ -55,9 +79,14 @@ def estimate_noise(luma: np.ndarray) -> float:
     return float(np.median(np.abs(response)) * 1.4826 / 6.0)
 
 
+def _sobel(luma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Horizontal and vertical 3 x 3 Sobel derivatives of float32 (H, W) ``luma``."""
+    return (cv2.Sobel(luma, cv2.CV_32F, 1, 0, ksize=3),
+            cv2.Sobel(luma, cv2.CV_32F, 0, 1, ksize=3))
+
+
 def _gradient(luma: np.ndarray) -> np.ndarray:
-    gx = cv2.Sobel(luma, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(luma, cv2.CV_32F, 0, 1, ksize=3)
+    gx, gy = _sobel(luma)
     return np.sqrt(gx * gx + gy * gy) / 8.0
 
 

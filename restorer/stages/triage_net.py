@@ -16,8 +16,9 @@ needs no examples of its own to be recognised.
 The network's answers are then fused with two measurements (:func:`fuse`): the crack
 probability with the shipped detector, ``detect.segnet``, run on the working copy (the share
 of the photo it flags, the extent of its longest defect and how sure it is of what it flags),
-and the blur probability
-with the edge-width blur estimate of the heuristic triage. The fusion is two logistic
+and the blur probability with the edge-width blur estimate of the heuristic triage, taken
+over all edges and over the edges of the widest orientation alone (motion blur, common in old
+photos, widens only the edges across its direction). The fusion is two logistic
 regressions (weights ``triage_fusion``, fitted by ``python -m restorer.train.triage --fusion``
 on photos apart from the benchmark's); the detector is a segmentation network trained for
 pixel masks, the triage network a classifier of whole photos: each catches cracks the other
@@ -47,7 +48,7 @@ from restorer.errors import StageUnavailableError
 from restorer.stages.base import (ProgressFn, StageKind, StageOutput, StageSpec, TriageResult,
                                   Work)
 from restorer.stages.detect_learned import SegNet, load_segnet, segnet_probability
-from restorer.stages.triage import blur_sigma_at_view
+from restorer.stages.triage import blur_sigmas_at_view
 from restorer.weights import sha256_file
 
 __all__ = ["VIEW_SIZE", "WORK_SIDE", "VIEW_COUNT", "WEIGHT_ID", "SEGNET_ID", "FUSION_ID",
@@ -110,8 +111,9 @@ def crack_features(probability: np.ndarray, threshold: float) -> tuple[float, fl
 
 @dataclass(frozen=True)
 class Fusion:
-    """Two logistic regressions: blur from (network blur logit, blur sigma in px at the 1024 px
-    view), crack from (network crack logit, :func:`crack_features`)."""
+    """Two logistic regressions: blur from (network blur logit, blur sigma and widest
+    orientation's blur sigma in px at the 1024 px view), crack from (network crack logit,
+    :func:`crack_features`)."""
 
     blur_weight: np.ndarray
     blur_bias: float
@@ -133,19 +135,22 @@ def _sigmoid(x: float) -> float:
 class Measurement:
     """What the triage measures on a photo before fusion.
 
-    The network's blur and crack probabilities in [0, 1], the edge-width blur sigma (px at the
-    1024 px view) and :func:`crack_features` of the detector's probability on the working copy.
+    The network's blur and crack probabilities in [0, 1], the edge-width blur sigma over all
+    edges and over the widest edge orientation (px at the 1024 px view,
+    :func:`~restorer.stages.deblur.estimate_blur_sigmas`: motion blur widens one orientation
+    only) and :func:`crack_features` of the detector's probability on the working copy.
     """
 
     p_blur: float
     p_crack: float
     blur_sigma: float
+    blur_sigma_widest: float
     features: tuple[float, float, float]
 
 
 def fusion_inputs(measured: Measurement) -> tuple[list[float], list[float]]:
-    """The inputs of :class:`Fusion`'s blur (2) and crack (4) regressions."""
-    return ([logit(measured.p_blur), measured.blur_sigma],
+    """The inputs of :class:`Fusion`'s blur (3) and crack (4) regressions."""
+    return ([logit(measured.p_blur), measured.blur_sigma, measured.blur_sigma_widest],
             [logit(measured.p_crack), *measured.features])
 
 
@@ -230,7 +235,7 @@ def load_fusion(path: Path, segnet_path: Path, model_path: Path) -> Fusion:
     """The fusion of weight file ``path``, refused unless fitted on the SegNet at
     ``segnet_path`` and the triage network at ``model_path`` (its inputs are their answers).
 
-    The file is safetensors with tensors ``blur.weight`` (2,), ``blur.bias`` (1,),
+    The file is safetensors with tensors ``blur.weight`` (3,), ``blur.bias`` (1,),
     ``crack.weight`` (4,), ``crack.bias`` (1,) and the metadata ``detect_segnet_sha256`` and
     ``triage_net_sha256``.
     """
@@ -243,7 +248,7 @@ def load_fusion(path: Path, segnet_path: Path, model_path: Path) -> Fusion:
     except Exception as exc:  # safetensors raises its own error types; a missing key, KeyError
         raise StageUnavailableError(f"the triage fusion {path.name} could not be read ({exc}); "
                                     f"run 'python -m restorer weights verify {FUSION_ID}'") from exc
-    if fusion.blur_weight.shape != (2,) or fusion.crack_weight.shape != (4,):
+    if fusion.blur_weight.shape != (3,) or fusion.crack_weight.shape != (4,):
         raise StageUnavailableError(f"the triage fusion {path.name} has the wrong shapes; refit "
                                     "it with 'python -m restorer.train.triage --fusion'")
     names = {"detect_segnet_sha256": "detector", "triage_net_sha256": "triage network"}
@@ -307,7 +312,7 @@ class TriageNetwork:
         with self._lock:
             out = np.asarray(self.model(views, training=False), dtype=np.float64)[0]
         probability = segnet_probability(self.segnet, work)
-        return Measurement(float(out[0]), float(out[1]), blur_sigma_at_view(image),
+        return Measurement(float(out[0]), float(out[1]), *blur_sigmas_at_view(image),
                            crack_features(probability, self.threshold))
 
 
@@ -342,6 +347,7 @@ class NetTriage:
         info = {**result.scores, "net_p_blur": round(measured.p_blur, 4),
                 "net_p_crack": round(measured.p_crack, 4),
                 "blur_sigma": round(measured.blur_sigma, 3),
+                "blur_sigma_widest": round(measured.blur_sigma_widest, 3),
                 "flagged_log10": round(measured.features[0], 3),
                 "longest_defect": round(measured.features[1], 4),
                 "flagged_confidence": round(measured.features[2], 4)}

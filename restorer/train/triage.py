@@ -14,10 +14,10 @@ so that the network does not call every old-looking photo damaged. Everything is
 ``--fusion`` fits only the stage's fusion (:func:`fit_fusion`): the network at ``--out`` and
 the detector at ``--segnet`` measure 800 samples of the training photos with fresh damage, two
 logistic regressions combine their answers (blur: the network's blur logit and the edge-width
-blur sigma; cracks: the network's crack logit and the detector's flagged share, longest defect
-and mean probability of what it flags), and ``--fusion-out`` (safetensors, with the sha256 of the
-detector and network files in its metadata)
-and a JSON report (network alone against fused, on held-out samples) are written.
+blur sigma over all edges and over the widest orientation; cracks: the network's crack logit
+and the detector's flagged share, longest defect and mean probability of what it flags), and
+``--fusion-out`` (safetensors, with the sha256 of the detector and network files in its
+metadata) and a JSON report (network alone against fused, on held-out samples) are written.
 
 Two architectures share the multi-view wrapper (:func:`build_model`): ``compact`` (separable
 convolutions, the shipped one) and ``inception`` (Keras' InceptionV3, ``weights=None``, the
@@ -68,12 +68,14 @@ _SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".tif", ".tiff")
 
 @dataclass(frozen=True)
 class Sample:
-    """One synthetic photo: float32 (H, W, 3) [0, 1], its label index into LABELS and, when
-    cracked, the crack mask bool (H, W)."""
+    """One synthetic photo: float32 (H, W, 3) [0, 1], its label index into LABELS, when
+    cracked the crack mask bool (H, W), and when blurred the kind of blur ("gaussian",
+    "defocus" or "motion")."""
 
     image: np.ndarray
     label: int
     mask: np.ndarray | None = None
+    blur: str | None = None
 
     @property
     def targets(self) -> tuple[float, float]:
@@ -93,12 +95,12 @@ def source_photos(data: Path, split: str) -> list[Path]:
     return paths
 
 
-def _blur(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Blur that old photos show, at a strength a viewer would call blurred."""
-    kind = rng.choice(["gaussian", "gaussian", "defocus", "motion"])
+def _blur(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]:
+    """Blur that old photos show, at a strength a viewer would call blurred, and its kind."""
+    kind = str(rng.choice(["gaussian", "gaussian", "defocus", "motion"]))
     strength = {"gaussian": rng.uniform(1.5, 4.0), "defocus": rng.uniform(2.0, 5.0),
-                "motion": rng.uniform(2.5, 6.0)}[str(kind)]
-    return synth.blur(image, rng, kind=str(kind), strength=float(strength))
+                "motion": rng.uniform(2.5, 6.0)}[kind]
+    return synth.blur(image, rng, kind=kind, strength=float(strength)), kind
 
 
 #: Damage a viewer could not see is not damage: blur must cost the photo at least this much
@@ -129,9 +131,10 @@ def make_sample(photo: np.ndarray, label: int, rng: np.random.Generator,
         image = image[:, ::-1]
     image = np.ascontiguousarray(image, dtype=np.float32)
     blurred, cracked = label in (1, 3), label in (2, 3)
+    kind = None
     if blurred:
         for _ in range(tries):
-            candidate = _blur(image, rng)
+            candidate, kind = _blur(image, rng)
             if _psnr(image, candidate) <= BLUR_MAX_PSNR:
                 break
         else:
@@ -148,7 +151,7 @@ def make_sample(photo: np.ndarray, label: int, rng: np.random.Generator,
         else:
             return None
         image, mask = damaged.image, damaged.mask
-    return Sample(scan(image, rng), label, mask)
+    return Sample(scan(image, rng), label, mask, kind)
 
 
 def _psnr(reference: np.ndarray, image: np.ndarray) -> float:
