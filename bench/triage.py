@@ -5,18 +5,19 @@
                            [--model compact=weights/triage_net.keras[,FUSION] ...]
                            [--real-sheet docs/triage-real.png] [--real-table docs/triage-real.md]
 
-The test set is made by the training module's own generator (``restorer.train.triage``) from the
-held-out photos only (never seen in training), four labels in equal numbers, seeded. Each model
-(the network alone, and fused with detect.segnet's mask and the blur measure as the
+The test set is made by the training module's own generator (``restorer.train.triage``) from
+the held-out photos only (never seen in training), four labels in equal numbers, seeded. Each
+model (the network alone, and fused with detect.segnet's mask and the blur measures as the
 ``triage.net`` stage does) and the heuristic triage (detect.morph + triage.heuristic) run in
 this one process and the script prints: four-label accuracy with its 95 % Wilson interval (400
-photos resolve about +-2.5 points), per-class precision / recall, the
-confusion matrix (rows = truth), how many of the blurred photos are found for each kind of blur
-(Gaussian, defocus, motion), milliseconds per photo on this CPU (views included) and the
-model's size; each classifier after the first is also compared with the first on the same
-photos (how many answers turned right and wrong, and the exact McNemar p-value: a paired
-comparison sees differences that two overlapping intervals hide). A model given as ``NAME=PATH,FUSION`` is fused with the fusion file fitted on it
-(``python -m restorer.train.triage --fusion --out PATH --fusion-out FUSION``).
+photos resolve about +-2.5 points), per-class precision / recall, the confusion matrix (rows =
+truth), how many of the blurred photos are found for each kind of blur (Gaussian, defocus,
+motion), milliseconds per photo on this CPU (views included) and the model's size; each
+classifier after the first is also compared with the first on the same photos (how many answers
+turned right and wrong, and the exact McNemar p-value: a paired comparison sees differences
+that two overlapping intervals hide). A model given as ``NAME=PATH,FUSION`` is fused with the
+fusion file fitted on it (``python -m restorer.train.triage --fusion --out PATH --fusion-out
+FUSION``).
 
 ``--real-table`` writes the first model's labels for every photo under ``DATA/real`` as a
 markdown table; ``--real-sheet`` a contact sheet of thumbnails with their labels, for looking at
@@ -61,7 +62,7 @@ def heldout_samples(data: Path, count: int, seed: int) -> list:
 def run_net(path: Path, samples: list, fusion: Path | None = None
             ) -> tuple[np.ndarray, np.ndarray, float, NetTriage]:
     """(p_blur, p_crack) per sample of the network alone and fused with the detector and the
-    blur measure (the stage's answer), mean seconds per photo (both), and the loaded stage.
+    blur measures (the stage's answer), mean seconds per photo (both), and the loaded stage.
 
     The detector, and the fusion unless ``fusion`` is given (it must be fitted on ``path``),
     are the verified files of the project's manifest.

@@ -257,6 +257,22 @@ def test_fusion_weighs_the_network_and_the_measurements():
     fusion = Fusion(np.array([0.0, 1.0, 0.0]), -3.0, np.array([0.0, 0.0, 0.0, 10.0]), -5.0)
     p_blur, p_crack = fuse(fusion, Measurement(0.9, 0.01, 3.0, 3.5, (-2.0, 0.5, 0.7)))
     assert p_blur == pytest.approx(0.5) and p_crack == pytest.approx(1 / (1 + np.exp(-2.0)))
+    fusion = Fusion(np.array([0.0, 0.0, 1.0]), -3.5, np.array([0.0, 0.0, 0.0, 0.0]), 0.0)
+    p_blur, _ = fuse(fusion, Measurement(0.9, 0.01, 3.0, 3.5, (-2.0, 0.5, 0.7)))
+    assert p_blur == pytest.approx(0.5)  # the widest orientation's sigma is the third input
+
+
+def test_fusion_of_another_shape_is_refused_with_what_to_do(tmp_path):
+    """A fusion fitted before the widest-orientation blur measure (two blur weights) cannot be
+    used with today's measurements: it is refused, naming the refit command."""
+    store = build_store(ServiceConfig(offline=True))
+    segnet = store.resolve(SEGNET_ID, download=False)
+    model = store.resolve(WEIGHT_ID, download=False)
+    path = tmp_path / "fusion.safetensors"
+    save_fusion(Fusion(np.array([1.0, 2.0]), -1.0, np.array([0.5, 1.0, 2.0, 3.0]), 1.0), path,
+                segnet, model)
+    with pytest.raises(StageUnavailableError, match="wrong shapes.*--fusion"):
+        load_fusion(path, segnet, model)
 
 
 @pytest.mark.parametrize("changed", ["detector", "triage network"])
