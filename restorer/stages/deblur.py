@@ -52,9 +52,9 @@ def estimate_blur_sigmas(luma: np.ndarray) -> tuple[float, float]:
                       L2gradient=True) > 0
     if edges.sum() < 50:
         return 0.0, 0.0
-    gx, gy = _sobel(luma)
-    grad = np.sqrt(gx * gx + gy * gy)[edges] / 8.0
-    grad_reblur = _gradient(cv2.GaussianBlur(luma, (0, 0), _S0))[edges]
+    grad, gx, gy = _gradient(luma)
+    grad = grad[edges]
+    grad_reblur = _gradient(cv2.GaussianBlur(luma, (0, 0), _S0))[0][edges]
     ratio = grad / np.maximum(grad_reblur, 1e-6)
     kept = (ratio > 1.01) & (grad > 0.02)
     if kept.sum() < 50:
@@ -79,15 +79,12 @@ def estimate_noise(luma: np.ndarray) -> float:
     return float(np.median(np.abs(response)) * 1.4826 / 6.0)
 
 
-def _sobel(luma: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Horizontal and vertical 3 x 3 Sobel derivatives of float32 (H, W) ``luma``."""
-    return (cv2.Sobel(luma, cv2.CV_32F, 1, 0, ksize=3),
-            cv2.Sobel(luma, cv2.CV_32F, 0, 1, ksize=3))
-
-
-def _gradient(luma: np.ndarray) -> np.ndarray:
-    gx, gy = _sobel(luma)
-    return np.sqrt(gx * gx + gy * gy) / 8.0
+def _gradient(luma: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradient magnitude (per pixel, a unit step gives 1 / 2) and the horizontal and
+    vertical 3 x 3 Sobel derivatives of float32 (H, W) ``luma``."""
+    gx = cv2.Sobel(luma, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(luma, cv2.CV_32F, 0, 1, ksize=3)
+    return np.sqrt(gx * gx + gy * gy) / 8.0, gx, gy
 
 
 def richardson_lucy_gaussian(luma: np.ndarray, sigma: float, iterations: int) -> np.ndarray:
