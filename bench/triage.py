@@ -73,7 +73,7 @@ def run_net(path: Path, samples: list, fusion: Path | None = None
                       or store.resolve(weight_id, download=False))
     stage.probabilities(samples[0].image)  # load and warm up outside the timing
     started = time.perf_counter()
-    measured = [stage.network.measure(s.image) for s in samples]
+    measured = [stage.measure(s.image) for s in samples]
     seconds = (time.perf_counter() - started) / len(samples)
     alone = np.array([(m.p_blur, m.p_crack) for m in measured])
     fused = np.array([fuse(stage.fusion, m) for m in measured])
@@ -224,7 +224,10 @@ def main(argv: list[str] | None = None) -> int:
         print_report(f"{name} ({Path(path).name}), network alone", evaluate(alone, targets),
                      seconds * 1e3, sizes[name] + "; ms include the detector")
         print_blur_recall(alone[:, 0], samples)
-        print_report(f"{name} fused with detect.segnet and the blur measures (triage.net)",
+        recipe = stage.fusion.recipe
+        print_report(f"{name} fused with detect.segnet and the blur measures (triage.net; "
+                     f"detector over flips: {'yes' if recipe.detector_flips else 'no'}, blur "
+                     f"away from flagged edges: {'yes' if recipe.blur_excludes_flagged else 'no'})",
                      evaluate(fused, targets), seconds * 1e3,
                      sizes[name] + " + detect.segnet 97k parameters + 9 fusion weights")
         print_blur_recall(fused[:, 0], samples)

@@ -227,6 +227,28 @@ def test_widest_orientation_sees_motion_blur_the_median_underrates(photos, name)
         assert median == estimate_blur_sigma(luminance(alike))
 
 
+def test_blur_measure_leaves_out_the_edges_it_is_told_to(photos):
+    """Sharp dark scratches over a blurred photo pull its edge-width sigma down (their edges
+    are sharp); left out by ``exclude``, the sigma is the blurred photo's again."""
+    blurred = cv2.GaussianBlur(photos["camera"], (0, 0), 2.5)
+    rng = np.random.default_rng(0)
+    marks = np.zeros(blurred.shape[:2], np.uint8)
+    for _ in range(40):
+        x0, y0, x1, y1 = rng.integers(0, min(marks.shape), 4)
+        cv2.line(marks, (int(x0), int(y0)), (int(x1), int(y1)), 1, 2)
+    scratched = blurred.copy()
+    scratched[marks > 0] = 0.05
+    luma = luminance(scratched)
+    alone = estimate_blur_sigmas(luminance(blurred))
+    fooled = estimate_blur_sigmas(luma)
+    grown = cv2.dilate(marks, np.ones((3, 3), np.uint8)) > 0
+    kept = estimate_blur_sigmas(luma, exclude=grown)
+    assert fooled[0] < 0.8 * alone[0]
+    assert kept[0] == pytest.approx(alone[0], rel=0.1)
+    assert kept[1] == pytest.approx(alone[1], rel=0.1)
+    assert estimate_blur_sigmas(luma, exclude=np.zeros_like(grown)) == fooled
+
+
 def test_deblur_leaves_sharp_photo_alone(photos):
     image = photos["astronaut"]
     out, sigma = deblur(image)

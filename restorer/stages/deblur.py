@@ -39,17 +39,22 @@ ORIENTATIONS = 8
 _ORIENTATION_PIXELS = 25
 
 
-def estimate_blur_sigmas(luma: np.ndarray) -> tuple[float, float]:
+def estimate_blur_sigmas(luma: np.ndarray, exclude: np.ndarray | None = None
+                         ) -> tuple[float, float]:
     """(median, widest orientation's median) edge blur sigma in pixels, each in [0, 8], of
     float32 (H, W) ``luma`` in [0, 1]; (0, 0) when there are too few edges to tell.
 
     The first is :func:`estimate_blur_sigma`. The second takes the median separately over the
     edges of each of ``ORIENTATIONS`` gradient orientations and keeps the largest: motion blur
     widens only the edges across its direction, so the median over all edges, most of them
-    left sharp, underrates it.
+    left sharp, underrates it. Edges where bool (H, W) ``exclude`` is True are left out (the
+    sharp edges of cracks and scratches made after the photo was taken say nothing of its
+    blur).
     """
     edges = cv2.Canny(np.clip(luma * 255.0 + 0.5, 0, 255).astype(np.uint8), 30, 90,
                       L2gradient=True) > 0
+    if exclude is not None:
+        edges &= ~exclude
     if edges.sum() < 50:
         return 0.0, 0.0
     grad, gx, gy = _gradient(luma)

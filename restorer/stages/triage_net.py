@@ -14,11 +14,14 @@ triage: two binary outputs let every training photo teach both questions, and "b
 needs no examples of its own to be recognised.
 
 The network's answers are then fused with two measurements (:func:`fuse`): the crack
-probability with the shipped detector, ``detect.segnet``, run on the working copy (the share
-of the photo it flags, the extent of its longest defect and how sure it is of what it flags),
-and the blur probability with the edge-width blur estimate of the heuristic triage, taken
-over all edges and over the edges of the widest orientation alone (motion blur, common in old
-photos, widens only the edges across its direction). The fusion is two logistic
+probability with the shipped detector, ``detect.segnet``, run on the working copy and its
+three flips, averaged (the share of the photo it flags, the extent of its longest defect and
+how sure it is of what it flags; texture that looks like a crack from one side often does not
+from another), and the blur probability with the edge-width blur estimate of the heuristic
+triage, taken over all edges and over the edges of the widest orientation alone (motion blur,
+common in old photos, widens only the edges across its direction), both leaving out the edges
+the detector flags (a crack's edges are sharp however blurred the photo under it). The fusion
+is two logistic
 regressions (weights ``triage_fusion``, fitted by ``python -m restorer.train.triage --fusion``
 on photos apart from the benchmark's); the detector is a segmentation network trained for
 pixel masks, the triage network a classifier of whole photos: each catches cracks the other
@@ -45,15 +48,16 @@ import numpy as np
 from safetensors import safe_open
 
 from restorer.errors import StageUnavailableError
+from restorer.ops import luminance
 from restorer.stages.base import (ProgressFn, StageKind, StageOutput, StageSpec, TriageResult,
                                   Work)
+from restorer.stages.deblur import estimate_blur_sigmas
 from restorer.stages.detect_learned import SegNet, load_segnet, segnet_probability
-from restorer.stages.triage import blur_sigmas_at_view
 from restorer.weights import sha256_file
 
 __all__ = ["VIEW_SIZE", "WORK_SIDE", "VIEW_COUNT", "WEIGHT_ID", "SEGNET_ID", "FUSION_ID",
            "triage_views", "training_views", "working_copy", "pad_to_view",
-           "crop_origins", "crack_features", "Fusion",
+           "crop_origins", "crack_features", "Recipe", "Fusion",
            "Measurement", "fuse", "fusion_inputs", "logit", "labels_from_probabilities",
            "fitted_on", "load_fusion", "load_triage_model", "NetTriage"]
 
@@ -70,6 +74,9 @@ FUSION_ID = "triage_fusion"
 _FRACTION_FLOOR = 1e-4
 #: Share of each side left out of :func:`crack_features` (the edge of the print or scan).
 BORDER = 0.03
+#: Flagged pixels grown by this window before their edges are left out of the blur measure
+#: (an edge found by Canny can sit one pixel outside the flagged crack).
+_NEIGHBOURS = np.ones((3, 3), np.uint8)
 
 #: Returns the verified local path of a manifest weight id (never downloads).
 WeightPath = Callable[[str], Path]
@@ -110,15 +117,38 @@ def crack_features(probability: np.ndarray, threshold: float) -> tuple[float, fl
 
 
 @dataclass(frozen=True)
+class Recipe:
+    """How the measurements a fusion was fitted on are taken: the detector's probability
+    averaged over the photo and its three flips (``detector_flips``), the blur measured away
+    from the edges the detector flags (``blur_excludes_flagged``). Both since 2026-12-03; a
+    fusion file that does not record them was fitted without either."""
+
+    detector_flips: bool = True
+    blur_excludes_flagged: bool = True
+
+    def metadata(self) -> dict[str, str]:
+        """The recipe as safetensors metadata ("1" or "0")."""
+        return {"detector_flips": str(int(self.detector_flips)),
+                "blur_excludes_flagged": str(int(self.blur_excludes_flagged))}
+
+    @classmethod
+    def from_metadata(cls, metadata: Mapping[str, str]) -> Recipe:
+        """The recipe recorded in a fusion file's ``metadata`` (a missing entry: "0")."""
+        return cls(detector_flips=metadata.get("detector_flips", "0") == "1",
+                   blur_excludes_flagged=metadata.get("blur_excludes_flagged", "0") == "1")
+
+
+@dataclass(frozen=True)
 class Fusion:
     """Two logistic regressions: blur from (network blur logit, blur sigma and widest
     orientation's blur sigma in px at the 1024 px view), crack from (network crack logit,
-    :func:`crack_features`)."""
+    :func:`crack_features`), and the :class:`Recipe` of the measurements they were fitted on."""
 
     blur_weight: np.ndarray
     blur_bias: float
     crack_weight: np.ndarray
     crack_bias: float
+    recipe: Recipe = Recipe()
 
 
 def logit(p: float) -> float:
@@ -138,7 +168,8 @@ class Measurement:
     The network's blur and crack probabilities in [0, 1], the edge-width blur sigma over all
     edges and over the widest edge orientation (px at the 1024 px view,
     :func:`~restorer.stages.deblur.estimate_blur_sigmas`: motion blur widens one orientation
-    only) and :func:`crack_features` of the detector's probability on the working copy.
+    only), both over the edges the detector does not flag, and :func:`crack_features` of the
+    detector's probability (averaged over flips) on the working copy.
     """
 
     p_blur: float
@@ -236,15 +267,16 @@ def load_fusion(path: Path, segnet_path: Path, model_path: Path) -> Fusion:
     ``segnet_path`` and the triage network at ``model_path`` (its inputs are their answers).
 
     The file is safetensors with tensors ``blur.weight`` (3,), ``blur.bias`` (1,),
-    ``crack.weight`` (4,), ``crack.bias`` (1,) and the metadata ``detect_segnet_sha256`` and
-    ``triage_net_sha256``.
+    ``crack.weight`` (4,), ``crack.bias`` (1,) and the metadata ``detect_segnet_sha256``,
+    ``triage_net_sha256`` and the :class:`Recipe`.
     """
     try:
         with safe_open(str(path), framework="numpy") as handle:
             recorded = handle.metadata() or {}
             tensors = {k: handle.get_tensor(k).astype(np.float64) for k in handle.keys()}
         fusion = Fusion(tensors["blur.weight"], float(tensors["blur.bias"][0]),
-                        tensors["crack.weight"], float(tensors["crack.bias"][0]))
+                        tensors["crack.weight"], float(tensors["crack.bias"][0]),
+                        Recipe.from_metadata(recorded))
     except Exception as exc:  # safetensors raises its own error types; a missing key, KeyError
         raise StageUnavailableError(f"the triage fusion {path.name} could not be read ({exc}); "
                                     f"run 'python -m restorer weights verify {FUSION_ID}'") from exc
@@ -304,15 +336,20 @@ class TriageNetwork:
             log.warning("TensorFlow was initialised before restorer could keep it off the GPU")
         return load_triage_model(self._path)
 
-    def measure(self, image: np.ndarray) -> Measurement:
-        """The measurements of float (H, W, 3) [0, 1] ``image``."""
+    def measure(self, image: np.ndarray, recipe: Recipe = Recipe()) -> Measurement:
+        """The measurements of float (H, W, 3) [0, 1] ``image``, taken as ``recipe`` says."""
         image = np.asarray(image, dtype=np.float32)
-        work = working_copy(image)  # shared by the views and the detector
+        work = working_copy(image)  # shared by the views, the detector and the blur measure
         views = _views(image, work, tile=True)[None]
         with self._lock:
             out = np.asarray(self.model(views, training=False), dtype=np.float64)[0]
-        probability = segnet_probability(self.segnet, work)
-        return Measurement(float(out[0]), float(out[1]), *blur_sigmas_at_view(image),
+        probability = segnet_probability(self.segnet, work, flips=recipe.detector_flips)
+        flagged = None
+        if recipe.blur_excludes_flagged:
+            flagged = cv2.dilate((probability >= self.threshold).astype(np.uint8),
+                                 _NEIGHBOURS) > 0
+        return Measurement(float(out[0]), float(out[1]),
+                           *estimate_blur_sigmas(luminance(work), exclude=flagged),
                            crack_features(probability, self.threshold))
 
 
@@ -336,13 +373,17 @@ class NetTriage:
         self.network = TriageNetwork(model_path, segnet_path)
         self.fusion = load_fusion(weight_path(FUSION_ID), segnet_path, model_path)
 
+    def measure(self, image: np.ndarray) -> Measurement:
+        """The measurements of float (H, W, 3) [0, 1] ``image`` its fusion was fitted on."""
+        return self.network.measure(image, self.fusion.recipe)
+
     def probabilities(self, image: np.ndarray) -> tuple[float, float]:
         """Fused (p_blur, p_crack) in [0, 1] for float (H, W, 3) [0, 1] ``image``."""
-        return fuse(self.fusion, self.network.measure(image))
+        return fuse(self.fusion, self.measure(image))
 
     def run(self, work: Work, options: Mapping[str, Any], progress: ProgressFn) -> StageOutput:
         progress(0.0, "looking for blur and cracks")
-        measured = self.network.measure(work.image)
+        measured = self.measure(work.image)
         result = labels_from_probabilities(*fuse(self.fusion, measured), method="net")
         info = {**result.scores, "net_p_blur": round(measured.p_blur, 4),
                 "net_p_crack": round(measured.p_crack, 4),

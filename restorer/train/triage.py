@@ -43,7 +43,7 @@ from restorer import synth
 from restorer.synth import age, scan
 from restorer.imaging import load_image
 from restorer.weights import sha256_file
-from restorer.stages.triage_net import (VIEW_COUNT, VIEW_SIZE, Fusion, Measurement,
+from restorer.stages.triage_net import (VIEW_COUNT, VIEW_SIZE, Fusion, Measurement, Recipe,
                                         TriageNetwork, crop_origins, fitted_on, fuse,
                                         fusion_inputs, load_triage_model, pad_to_view,
                                         training_views, working_copy)
@@ -377,12 +377,12 @@ def evaluate(probabilities: np.ndarray, targets: np.ndarray) -> dict[str, Any]:
             "confusion": confusion.tolist()}
 
 
-def measure_samples(network: TriageNetwork, paths: Sequence[Path], count: int,
-                    seed: int) -> tuple[list[Measurement], np.ndarray]:
-    """:class:`Measurement` of ``count`` seeded samples (labels balanced) and their targets
-    float32 (N, 2) (blurred, cracked)."""
+def measure_samples(network: TriageNetwork, paths: Sequence[Path], count: int, seed: int,
+                    recipe: Recipe) -> tuple[list[Measurement], np.ndarray]:
+    """:class:`Measurement` (taken as ``recipe`` says) of ``count`` seeded samples (labels
+    balanced) and their targets float32 (N, 2) (blurred, cracked)."""
     samples = list(draw_samples(paths, count, seed))
-    return ([network.measure(s.image) for s in samples],
+    return ([network.measure(s.image, recipe) for s in samples],
             np.array([s.targets for s in samples], np.float32))
 
 
@@ -414,17 +414,20 @@ def fit_fusion(network: TriageNetwork, data: Path, count: int, val_count: int,
     """Fit the triage fusion on ``count`` samples of training photos with fresh damage (seed
     ``seed``); report the network alone and fused on ``val_count`` held-out samples."""
     started = time.perf_counter()
-    measured, targets = measure_samples(network, source_photos(data, "train"), count, seed)
+    recipe = Recipe()
+    measured, targets = measure_samples(network, source_photos(data, "train"), count, seed,
+                                        recipe)
     blur_in, crack_in = _fusion_inputs(measured)
     blur_w, blur_b = fit_logistic(blur_in, targets[:, 0])
     crack_w, crack_b = fit_logistic(crack_in, targets[:, 1])
-    fusion = Fusion(blur_w, blur_b, crack_w, crack_b)
+    fusion = Fusion(blur_w, blur_b, crack_w, crack_b, recipe)
     held, held_targets = measure_samples(network, source_photos(data, "heldout"), val_count,
-                                         seed + 1)
+                                         seed + 1, recipe)
     alone = np.array([[m.p_blur, m.p_crack] for m in held])
     fused = np.array([fuse(fusion, m) for m in held])
     report = {"fit_count": count, "fit_seed": seed, "heldout_count": val_count,
               "heldout_seed": seed + 1, "seconds": round(time.perf_counter() - started),
+              "recipe": recipe.metadata(),
               "blur": {"weight": blur_w.tolist(), "bias": blur_b},
               "crack": {"weight": crack_w.tolist(), "bias": crack_b},
               "heldout_network_alone": evaluate(alone, held_targets),
@@ -434,13 +437,14 @@ def fit_fusion(network: TriageNetwork, data: Path, count: int, val_count: int,
 
 def save_fusion(fusion: Fusion, path: Path, segnet_path: Path, model_path: Path) -> None:
     """Write ``fusion`` as safetensors, recording the SegNet and network files it was fitted
-    on (their sha256)."""
+    on (their sha256) and its :class:`~restorer.stages.triage_net.Recipe`."""
     tensors = {"blur.weight": torch.tensor(fusion.blur_weight, dtype=torch.float32),
                "blur.bias": torch.tensor([fusion.blur_bias], dtype=torch.float32),
                "crack.weight": torch.tensor(fusion.crack_weight, dtype=torch.float32),
                "crack.bias": torch.tensor([fusion.crack_bias], dtype=torch.float32)}
     partial = path.with_name(path.name + ".partial")
-    save_file(tensors, str(partial), metadata=fitted_on(segnet_path, model_path))
+    save_file(tensors, str(partial),
+              metadata=fitted_on(segnet_path, model_path) | fusion.recipe.metadata())
     partial.replace(path)
 
 
