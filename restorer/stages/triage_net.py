@@ -21,11 +21,11 @@ from another), and the blur probability with the edge-width blur estimate of the
 triage, taken over all edges and over the edges of the widest orientation alone (motion blur,
 common in old photos, widens only the edges across its direction), both leaving out the edges
 the detector flags (a crack's edges are sharp however blurred the photo under it). The fusion
-is two logistic
-regressions (weights ``triage_fusion``, fitted by ``python -m restorer.train.triage --fusion``
-on photos apart from the benchmark's); the detector is a segmentation network trained for
-pixel masks, the triage network a classifier of whole photos: each catches cracks the other
-misses.
+is two logistic regressions (weights ``triage_fusion``, fitted by ``python -m
+restorer.train.triage --fusion`` on photos apart from the benchmark's; the file records the
+:class:`Recipe` of the measurements, and the stage measures as it says); the detector is a
+segmentation network trained for pixel masks, the triage network a classifier of whole
+photos: each catches cracks the other misses.
 
 TensorFlow comes from :mod:`restorer.backends` (after torch and torchvision, the only import order
 that does not crash here) when the stage is built (the registry builds it on first use, or
