@@ -25,28 +25,22 @@ from restorer.errors import PlanError
 from restorer.ops import luminance
 from restorer.stages.base import (ProgressFn, StageKind, StageOutput, StageSpec, TriageResult,
                                   Work)
-from restorer.stages.deblur import estimate_blur_sigmas
+from restorer.stages.deblur import estimate_blur_sigma
 
-__all__ = ["HeuristicTriage", "triage_from_scores", "blur_sigma_at_view", "blur_sigmas_at_view"]
+__all__ = ["HeuristicTriage", "triage_from_scores", "blur_sigma_at_view"]
 
 VIEW_SIDE = 1024
 
 
 def blur_sigma_at_view(image: np.ndarray, side: int = VIEW_SIDE) -> float:
     """Estimated blur sigma of float (H, W, 3) ``image`` seen with its long side at ``side``."""
-    return blur_sigmas_at_view(image, side)[0]
-
-
-def blur_sigmas_at_view(image: np.ndarray, side: int = VIEW_SIDE) -> tuple[float, float]:
-    """:func:`~restorer.stages.deblur.estimate_blur_sigmas` (median, widest orientation) of
-    float (H, W, 3) ``image`` seen with its long side at ``side`` (shrunk, never enlarged)."""
     height, width = image.shape[:2]
     scale = side / max(height, width)
     luma = luminance(image)
     if scale < 1.0:
         luma = cv2.resize(luma, (round(width * scale), round(height * scale)),
                           interpolation=cv2.INTER_AREA)
-    return estimate_blur_sigmas(luma)
+    return estimate_blur_sigma(luma)
 
 
 def _logistic(value: float, centre: float, width: float) -> float:

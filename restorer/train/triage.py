@@ -14,9 +14,10 @@ so that the network does not call every old-looking photo damaged. Everything is
 ``--fusion`` fits only the stage's fusion (:func:`fit_fusion`): the network at ``--out`` and
 the detector at ``--segnet`` measure 800 samples of the training photos with fresh damage, two
 logistic regressions combine their answers (blur: the network's blur logit and the edge-width
-blur sigma over all edges and over the widest orientation; cracks: the network's crack logit
-and the detector's flagged share, longest defect and mean probability of what it flags), and
-``--fusion-out`` (safetensors, with the sha256 of the detector and network files in its
+blur sigma over all edges and over the widest orientation, away from the edges the detector
+flags; cracks: the network's crack logit and the detector's flagged share, longest defect and
+mean probability of what it flags, averaged over flips), and ``--fusion-out`` (safetensors,
+with the sha256 of the detector and network files and the measurements' recipe in its
 metadata) and a JSON report (network alone against fused, on held-out samples) are written.
 
 Two architectures share the multi-view wrapper (:func:`build_model`): ``compact`` (separable
@@ -404,7 +405,7 @@ def fit_logistic(inputs: np.ndarray, labels: np.ndarray,
 
 
 def _fusion_inputs(measured: Sequence[Measurement]) -> tuple[np.ndarray, np.ndarray]:
-    """Blur inputs (N, 2) and crack inputs (N, 4) of :func:`fuse`."""
+    """Blur inputs (N, 3) and crack inputs (N, 4) of :func:`fuse`."""
     rows = [fusion_inputs(m) for m in measured]
     return np.array([b for b, _ in rows]), np.array([c for _, c in rows])
 
