@@ -27,11 +27,11 @@ from restorer.stages.deblur import estimate_blur_sigmas
 from restorer.stages.detect_learned import segnet_probability
 from restorer.stages.triage_net import (FUSION_ID, SEGNET_ID, VIEW_COUNT, VIEW_SIZE, WEIGHT_ID,
                                         Fusion, Measurement, NetTriage, Recipe, crack_features,
-                                        fitted_on, fuse, load_fusion, training_views,
-                                        triage_views, working_copy)
+                                        fitted_on, fuse, load_fusion, load_triage_model,
+                                        training_views, triage_views, working_copy)
 from restorer import synth
-from restorer.train.triage import (LABELS, fit_logistic, make_pool, make_sample, pick_views,
-                                   save_fusion)
+from restorer.train.triage import (LABELS, chunk_seeds, fit_logistic, make_pool, make_sample,
+                                   make_set, pick_views, save_fusion, use_keras_backend)
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Measured with the shipped triage (network fused with detect.segnet and the blur measures) on
@@ -155,6 +155,32 @@ def test_training_pools_hold_a_crop_with_the_crack_of_every_cracked_photo(tmp_pa
     assert views[:, :-1].std(axis=(2, 3, 4)).min() > 0.0  # crops of the photo, not padding
 
 
+def test_samples_drawn_in_processes_are_the_same_for_any_number_of_them(tmp_path):
+    """Several processes draw seeded chunks: any worker count gives the same samples, each
+    chunk the samples of its own seed, balanced over the labels; pools likewise."""
+    import cv2
+
+    paths = []
+    for name in ("astronaut", "coffee"):
+        paths.append(tmp_path / f"{name}.png")
+        cv2.imwrite(str(paths[-1]), getattr(data, name)()[..., ::-1])
+    jobs = chunk_seeds(10, seed=3, chunk=4)
+    assert [n for n, _ in jobs] == [4, 4, 2] and len({s for _, s in jobs}) == 3
+    two = make_set(paths, 10, seed=3, workers=2, chunk=4)
+    three = make_set(paths, 10, seed=3, workers=3, chunk=4)
+    by_chunk = [make_set(paths, n, s) for n, s in jobs]
+    for joined, part in zip(two, zip(*by_chunk)):
+        assert np.array_equal(joined, np.concatenate(part))
+    assert all(np.array_equal(a, b) for a, b in zip(two, three))
+    assert two[0].shape == (10, VIEW_COUNT, VIEW_SIZE, VIEW_SIZE, 3)
+    assert two[1][:8, 1].sum() == 4  # every full chunk: two cracked of its four labels
+    pools = make_pool(paths, 6, seed=3, candidates=3, workers=2, chunk=4)
+    assert pools[0].shape == (6, 4, VIEW_SIZE, VIEW_SIZE, 3) and pools[1].shape == (6, 3)
+    by_chunk = [make_pool(paths, n, s, candidates=3) for n, s in chunk_seeds(6, seed=3, chunk=4)]
+    for joined, part in zip(pools, zip(*by_chunk)):
+        assert np.array_equal(joined, np.concatenate(part))
+
+
 def test_picked_views_keep_a_crop_with_the_crack():
     """Every pick of a cracked photo holds a flagged crop; other picks are drawn at random
     (the flagged crop is sometimes left out); the whole photo is always the last view."""
@@ -227,6 +253,41 @@ def test_tensorflow_and_torch_share_one_process():
                           timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split() == ["8.0", "2", "1.0"]
+
+
+def test_a_network_trained_on_keras_torch_backend_runs_in_the_stage_loader(tmp_path):
+    """Trained on Keras' torch backend (the GPU path: the pinned TensorFlow is CPU-only) in a
+    fresh interpreter, the saved .keras file loads with the stage's TensorFlow loader and gives
+    the same answers; a process whose Keras already runs on TensorFlow refuses to switch."""
+    code = (
+        "import numpy as np\n"
+        "from restorer.train.triage import build_model, train, use_keras_backend\n"
+        "use_keras_backend('torch')\n"
+        "import keras\n"
+        "assert keras.backend.backend() == 'torch', keras.backend.backend()\n"
+        "rng = np.random.default_rng(0)\n"
+        "views = rng.integers(0, 256, (8, 3, 96, 96, 3), dtype=np.uint8)\n"
+        "targets = rng.integers(0, 2, (8, 2)).astype(np.float32)\n"
+        "model = build_model('compact', seed=0)\n"
+        "train(model, (views, targets), (views[:4], targets[:4]), epochs=1, batch=8)\n"
+        f"model.save({str(tmp_path / 'net.keras')!r})\n"
+        "x = rng.random((2, 5, 96, 96, 3), dtype=np.float32)\n"
+        f"np.save({str(tmp_path / 'x.npy')!r}, x)\n"
+        f"np.save({str(tmp_path / 'y.npy')!r}, keras.ops.convert_to_numpy(model(x)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    model = load_triage_model(tmp_path / "net.keras")
+    import keras
+
+    assert keras.backend.backend() == "tensorflow"
+    answers = np.asarray(model(np.load(tmp_path / "x.npy"), training=False))
+    assert np.allclose(answers, np.load(tmp_path / "y.npy"), atol=1e-5)
+    with pytest.raises(RuntimeError, match="new process"):
+        use_keras_backend("torch")
+    with pytest.raises(ValueError, match="tensorflow, torch"):
+        use_keras_backend("jax")
 
 
 def test_crack_features_tell_a_long_crack_from_dust():

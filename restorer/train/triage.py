@@ -10,6 +10,11 @@ both (blur first: the print was blurred, then cracked). Old-photo nuisances that
 are applied to every class alike (:func:`restorer.synth.age` and :func:`restorer.synth.scan`:
 sepia or grey toning, fading, film grain, JPEG),
 so that the network does not call every old-looking photo damaged. Everything is seeded.
+Drawing a sample takes about 35 ms of one core; ``--workers N`` draws the training samples in
+N processes (seeded chunks, :func:`chunk_seeds`), for the large sets a many-core GPU host can
+train on. ``--keras-backend torch`` trains on Keras' torch backend, on the GPU when one is
+present (the pinned TensorFlow is CPU-only); the saved ``.keras`` file is the same and the
+stage runs it on TensorFlow.
 
 ``--fusion`` fits only the stage's fusion (:func:`fit_fusion`): the network at ``--out`` and
 the detector at ``--segnet`` measure 800 samples of the training photos with fresh damage, two
@@ -30,10 +35,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
+import os
+import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
+from itertools import repeat
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -49,8 +60,8 @@ from restorer.stages.triage_net import (VIEW_COUNT, VIEW_SIZE, Fusion, Measureme
                                         fusion_inputs, load_triage_model, pad_to_view,
                                         training_views, working_copy)
 
-__all__ = ["LABELS", "SPLITS", "Sample", "make_sample", "source_photos", "make_set",
-           "make_pool", "pick_views",
+__all__ = ["LABELS", "SPLITS", "Sample", "make_sample", "source_photos", "chunk_seeds",
+           "make_set", "make_pool", "pick_views", "KERAS_BACKENDS", "use_keras_backend",
            "build_model", "augment", "train", "evaluate", "main"]
 
 log = logging.getLogger(__name__)
@@ -189,8 +200,44 @@ def draw_samples(paths: Sequence[Path], count: int, seed: int) -> Iterator[Sampl
         yield sample
 
 
-def make_set(paths: Sequence[Path], count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` samples, labels balanced: views uint8 (N, 10, S, S, 3), targets float32 (N, 2)."""
+#: Samples per chunk when several processes draw the data (:func:`chunk_seeds`); a multiple of
+#: the four labels, so every chunk is balanced.
+CHUNK = 256
+
+
+def chunk_seeds(count: int, seed: int, chunk: int = CHUNK) -> list[tuple[int, int]]:
+    """(samples, seed) of each chunk of ``count`` samples drawn by several processes: chunk k
+    holds ``chunk`` samples (the last one the rest) seeded from (``seed``, k), so the samples
+    are the same for any number of processes."""
+    return [(min(chunk, count - start),
+             int(np.random.SeedSequence([seed, k]).generate_state(1)[0]))
+            for k, start in enumerate(range(0, count, chunk))]
+
+
+def _in_parallel(make: Callable[..., tuple[np.ndarray, ...]], paths: Sequence[Path], count: int,
+                 seed: int, workers: int, chunk: int) -> tuple[np.ndarray, ...]:
+    """``make(paths, n, seed_k)`` over :func:`chunk_seeds` in ``workers`` processes, the
+    chunks' arrays joined in chunk order. Processes are spawned, not forked: the parent may
+    hold TensorFlow's and torch's threads."""
+    jobs = chunk_seeds(count, seed, chunk)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+        parts = list(pool.map(make, repeat(list(paths)), [n for n, _ in jobs],
+                              [s for _, s in jobs]))
+    return tuple(np.concatenate(arrays) for arrays in zip(*parts))
+
+
+def make_set(paths: Sequence[Path], count: int, seed: int, workers: int = 1,
+             chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray]:
+    """``count`` samples, labels balanced: views uint8 (N, 10, S, S, 3), targets float32 (N, 2).
+
+    ``workers`` 1 draws them in one seeded stream (the shipped network's data); more draw
+    :func:`chunk_seeds` in that many processes (other samples than one stream, the same for
+    any number of processes).
+    """
+    if workers > 1:
+        views, targets = _in_parallel(make_set, paths, count, seed, workers, chunk)
+        return views, targets
     views = np.empty((count, VIEW_COUNT, VIEW_SIZE, VIEW_SIZE, 3), np.uint8)
     targets = np.empty((count, 2), np.float32)
     for index, sample in enumerate(draw_samples(paths, count, seed)):
@@ -203,8 +250,8 @@ def make_set(paths: Sequence[Path], count: int, seed: int) -> tuple[np.ndarray, 
 CRACK_PIXELS = 24
 
 
-def make_pool(paths: Sequence[Path], count: int, seed: int,
-              candidates: int = 18) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def make_pool(paths: Sequence[Path], count: int, seed: int, candidates: int = 18,
+              workers: int = 1, chunk: int = CHUNK) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``count`` samples, labels balanced, as pools of crops from the whole tiling that
     :func:`pick_views` draws the network's views from at every batch.
 
@@ -214,7 +261,12 @@ def make_pool(paths: Sequence[Path], count: int, seed: int,
     stage judges (:func:`restorer.stages.triage_net.crop_origins`), so the network trains on
     what it sees in use and a new set of views every epoch; a cracked photo's pool holds at
     least one crop with its crack, so no photo labelled cracked is shown without one.
+    ``workers`` and ``chunk``: as in :func:`make_set`.
     """
+    if workers > 1:
+        views, flags, targets = _in_parallel(partial(make_pool, candidates=candidates), paths,
+                                             count, seed, workers, chunk)
+        return views, flags, targets
     rng = np.random.default_rng([seed, 1])
     views = np.empty((count, candidates + 1, VIEW_SIZE, VIEW_SIZE, 3), np.uint8)
     flags = np.zeros((count, candidates), bool)
@@ -269,6 +321,25 @@ def pick_views(views: np.ndarray, flags: np.ndarray, targets: np.ndarray,
         out[index, :crops] = views[index, order[:crops]]
         out[index, crops] = views[index, -1]
     return out
+
+
+#: Keras backends the network can be trained on; the stage runs it on TensorFlow.
+KERAS_BACKENDS = ("tensorflow", "torch")
+
+
+def use_keras_backend(name: str) -> None:
+    """Train with Keras on ``name``: "tensorflow" (the pinned build is CPU-only) or "torch"
+    (torch's CUDA build: on a GPU when one is present). The ``.keras`` file is the same either
+    way and the stage loads it with TensorFlow. Call before Keras is first imported in the
+    process; raises RuntimeError when Keras already runs on another backend here."""
+    if name not in KERAS_BACKENDS:
+        raise ValueError(f"unknown Keras backend '{name}': use one of {', '.join(KERAS_BACKENDS)}")
+    keras = sys.modules.get("keras")
+    if keras is None:
+        os.environ["KERAS_BACKEND"] = name
+    elif keras.backend.backend() != name:
+        raise RuntimeError(f"Keras already runs on {keras.backend.backend()} in this process; "
+                           f"train on {name} in a new process")
 
 
 def build_model(arch: str = "compact", seed: int = 0) -> Any:
@@ -466,6 +537,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="training views: the fixed 3 x 3 grid and the whole (the shipped "
                              "network), or crops drawn afresh every batch from the whole tiling, "
                              "a cracked photo's always showing its crack (make_pool)")
+    parser.add_argument("--keras-backend", choices=KERAS_BACKENDS, default="tensorflow",
+                        help="what Keras trains on: tensorflow (CPU only here) or torch (a GPU "
+                             "when present); the stage runs the saved model on TensorFlow")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes drawing the training samples (1: one seeded stream, the "
+                             "shipped network's data; more: chunks of %d samples seeded from "
+                             "--seed, the same samples for any number above 1)" % CHUNK)
     parser.add_argument("--init", type=Path, default=None,
                         help="continue training this .keras model (same architecture) instead "
                              "of starting from random weights")
@@ -479,6 +557,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fusion-count", type=int, default=800,
                         help="samples of training photos the fusion is fitted on")
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error(f"--workers must be 1 or more, not {args.workers}")
+    use_keras_backend(args.keras_backend)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if args.fusion:
         network = TriageNetwork(args.out, args.segnet)
@@ -494,9 +575,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     photos = source_photos(args.data, "train")
     if args.views == "pool":
-        views, flags, targets = make_pool(photos, args.train_count, args.seed)
+        views, flags, targets = make_pool(photos, args.train_count, args.seed,
+                                          workers=args.workers)
     else:
-        (views, targets), flags = make_set(photos, args.train_count, args.seed), None
+        (views, targets), flags = make_set(photos, args.train_count, args.seed,
+                                           workers=args.workers), None
     val_set = make_set(source_photos(args.data, "heldout"), args.val_count, args.seed + 1)
     log.info("data: %d train / %d val samples in %.0f s", len(views), len(val_set[0]),
              time.perf_counter() - started)
@@ -517,6 +600,10 @@ def main(argv: list[str] | None = None) -> int:
               "init": None if args.init is None else {"path": str(args.init),
                                                       "sha256": sha256_file(args.init)},
               "views": args.views, "train_count": args.train_count,
+              "data_stream": "one" if args.workers == 1 else f"chunks of {CHUNK}",
+              "keras_backend": args.keras_backend,
+              "device": ("cuda" if args.keras_backend == "torch" and torch.cuda.is_available()
+                         else "cpu"),
               "val_count": args.val_count,
               "heldout": metrics, "history": history}
     args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
