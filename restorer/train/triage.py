@@ -10,7 +10,7 @@ both (blur first: the print was blurred, then cracked). Old-photo nuisances that
 are applied to every class alike (:func:`restorer.synth.age` and :func:`restorer.synth.scan`:
 sepia or grey toning, fading, film grain, JPEG),
 so that the network does not call every old-looking photo damaged. Everything is seeded.
-Drawing a sample takes about 35 ms of one core; ``--workers N`` draws the training samples in
+Drawing a sample takes 25 to 35 ms of one core; ``--workers N`` draws the training samples in
 N processes (seeded chunks, :func:`chunk_seeds`), for the large sets a many-core GPU host can
 train on. ``--keras-backend torch`` trains on Keras' torch backend, on the GPU when one is
 present (the pinned TensorFlow is CPU-only); the saved ``.keras`` file is the same and the
