@@ -67,7 +67,7 @@ def torch_stack() -> tuple[ModuleType, ModuleType]:
     process: importing torchvision now would crash it.
     """
     with _lock:
-        if "torchvision" not in sys.modules and "tensorflow" in sys.modules:
+        if "torchvision" not in sys.modules and sys.modules.get("tensorflow") is not None:
             raise StageUnavailableError(
                 "TensorFlow was imported before torchvision in this process, and loading "
                 "torchvision after it crashes Python (segmentation fault); import TensorFlow "
@@ -86,6 +86,17 @@ def tensorflow() -> ModuleType:
         import tensorflow as tf
 
     return tf
+
+
+def keras() -> ModuleType:
+    """Keras, imported after torch and torchvision: on its TensorFlow backend it imports
+    TensorFlow in the order that does not crash; on its torch backend (training on a GPU host,
+    :func:`restorer.train.triage.use_keras_backend`) it needs no TensorFlow at all."""
+    with _lock:
+        torch_stack()
+        import keras as keras_module
+
+    return keras_module
 
 
 #: glibc's mallopt parameter number for the mmap threshold (malloc.h: M_MMAP_THRESHOLD).

@@ -438,7 +438,7 @@ def test_third_party_face_code_and_frameworks_are_imported_in_one_place_each():
     (the import-order guard); keras (which loads TensorFlow) never at module level, so that
     importing restorer cannot load TensorFlow before torchvision."""
     owners = {"gfpgan": "stages/face.py", "facexlib": "stages/face.py", "basicsr": "stages/face.py",
-              "torchvision": "backends.py", "tensorflow": "backends.py"}
+              "torchvision": "backends.py", "tensorflow": "backends.py", "keras": "backends.py"}
     for path in sorted((REPO / "restorer").rglob("*.py")):
         relative = path.relative_to(REPO / "restorer").as_posix()
         for name, in_function in _imports(path):

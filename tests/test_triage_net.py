@@ -256,14 +256,18 @@ def test_tensorflow_and_torch_share_one_process():
 
 
 def test_a_network_trained_on_keras_torch_backend_runs_in_the_stage_loader(tmp_path):
-    """Trained on Keras' torch backend (the GPU path: the pinned TensorFlow is CPU-only) in a
-    fresh interpreter, the saved .keras file loads with the stage's TensorFlow loader and gives
-    the same answers; a process whose Keras already runs on TensorFlow refuses to switch."""
+    """Trained on Keras' torch backend (the GPU path: the pinned TensorFlow is CPU-only, and a
+    GPU host may have no TensorFlow at all) in a fresh interpreter where TensorFlow cannot be
+    imported, the saved .keras file loads with the stage's TensorFlow loader and gives the same
+    answers; a process whose Keras already runs on TensorFlow refuses to switch."""
     code = (
+        "import sys\n"
+        "sys.modules['tensorflow'] = None  # any import of TensorFlow fails\n"
         "import numpy as np\n"
         "from restorer.train.triage import build_model, train, use_keras_backend\n"
         "use_keras_backend('torch')\n"
-        "import keras\n"
+        "from restorer.backends import keras\n"
+        "keras = keras()\n"
         "assert keras.backend.backend() == 'torch', keras.backend.backend()\n"
         "rng = np.random.default_rng(0)\n"
         "views = rng.integers(0, 256, (8, 3, 96, 96, 3), dtype=np.uint8)\n"

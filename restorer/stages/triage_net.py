@@ -297,11 +297,9 @@ def load_fusion(path: Path, segnet_path: Path, model_path: Path) -> Fusion:
 def load_triage_model(path: Path) -> Any:
     """The Keras triage model saved at ``path`` (``.keras``, safe mode), its input and output
     shapes checked; raises StageUnavailableError naming what to do."""
-    from restorer.backends import tensorflow
+    from restorer.backends import keras as import_keras
 
-    tensorflow()
-    import keras
-
+    keras = import_keras()
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except (OSError, ValueError) as exc:

@@ -345,11 +345,10 @@ def use_keras_backend(name: str) -> None:
 def build_model(arch: str = "compact", seed: int = 0) -> Any:
     """Keras model: (N, V, S, S, 3) float in [0, 1], any number V of views -> (N, 2) sigmoid
     (p_blur, p_crack)."""
-    from restorer.backends import tensorflow
+    from restorer.backends import keras as import_keras
 
-    tensorflow()
-    import keras
-    from keras import layers
+    keras = import_keras()
+    layers = keras.layers
 
     keras.utils.set_random_seed(seed)
     view = keras.Input((VIEW_SIZE, VIEW_SIZE, 3))
@@ -404,7 +403,9 @@ def train(model: Any, train_set: tuple[np.ndarray, np.ndarray],
 
     With ``flags``, ``train_set`` holds pools of :func:`make_pool` and every batch draws its
     views from them (:func:`pick_views`); else its views are used as they are."""
-    import keras
+    from restorer.backends import keras as import_keras
+
+    keras = import_keras()
 
     model.compile(optimizer=keras.optimizers.Adam(lr), loss="binary_crossentropy",
                   metrics=[keras.metrics.BinaryAccuracy(name="acc")])
