@@ -7,11 +7,12 @@ fault (exit 139); torch and torchvision first, then TensorFlow, works in one pro
   without torchvision (someone imported it directly), it refuses with an error instead of
   letting the process crash.
 - :func:`tensorflow` imports torch and torchvision first, then TensorFlow.
+- :func:`keras` imports torch and torchvision first, then Keras (which loads TensorFlow on its
+  TensorFlow backend and needs none on its torch backend).
 
-Every restorer module that needs torchvision or TensorFlow gets it from here; keras (which
-loads TensorFlow) is imported only inside functions, after :func:`tensorflow`. A test checks
-both, so the crashing order cannot happen through restorer. Nothing is imported when this
-module is imported.
+Every restorer module that needs torchvision, TensorFlow or Keras gets it from here. A test
+checks this, so the crashing order cannot happen through restorer. Nothing is imported when
+this module is imported.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 from restorer.errors import RestorerError, StageUnavailableError
 
 __all__ = ["DEVICE_HELP", "check_device_choice", "resolve_device", "return_large_blocks_to_the_system",
-           "tensorflow", "torch_stack"]
+           "keras", "tensorflow", "torch_stack"]
 
 DEVICE_HELP = "auto (CUDA when present, else CPU), cpu, cuda or cuda:N"
 """What a device choice may be (CLI ``--device``, ``RESTORER_DEVICE``, ``ServiceConfig.device``)."""
