@@ -434,9 +434,9 @@ def _imports(path: Path) -> list[tuple[str, bool]]:
 
 
 def test_third_party_face_code_and_frameworks_are_imported_in_one_place_each():
-    """gfpgan/facexlib/basicsr only in face.py; torchvision and tensorflow only in backends.py
-    (the import-order guard); keras (which loads TensorFlow) never at module level, so that
-    importing restorer cannot load TensorFlow before torchvision."""
+    """gfpgan/facexlib/basicsr only in face.py; torchvision, tensorflow and keras (which loads
+    TensorFlow) only in backends.py (the import-order guard), keras never at module level, so
+    that importing restorer cannot load TensorFlow before torchvision."""
     owners = {"gfpgan": "stages/face.py", "facexlib": "stages/face.py", "basicsr": "stages/face.py",
               "torchvision": "backends.py", "tensorflow": "backends.py", "keras": "backends.py"}
     for path in sorted((REPO / "restorer").rglob("*.py")):

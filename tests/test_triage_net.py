@@ -138,16 +138,20 @@ def test_a_crack_that_only_grazes_the_border_is_not_a_cracked_sample(monkeypatch
             assert sample.targets == (0.0, 1.0)
 
 
-def test_training_pools_hold_a_crop_with_the_crack_of_every_cracked_photo(tmp_path):
-    """Training crops come from the tiling the stage judges; a cracked photo's pool starts with
-    a crop that shows its crack, and no crop of an uncracked photo is flagged."""
-    import cv2
-
+@pytest.fixture
+def photo_files(tmp_path) -> list[Path]:
+    """scikit-image's astronaut and coffee written as PNG files, the training code's input."""
     paths = []
     for name in ("astronaut", "coffee"):
         paths.append(tmp_path / f"{name}.png")
         cv2.imwrite(str(paths[-1]), getattr(data, name)()[..., ::-1])
-    views, flags, targets = make_pool(paths, 8, seed=0, candidates=6)
+    return paths
+
+
+def test_training_pools_hold_a_crop_with_the_crack_of_every_cracked_photo(photo_files):
+    """Training crops come from the tiling the stage judges; a cracked photo's pool starts with
+    a crop that shows its crack, and no crop of an uncracked photo is flagged."""
+    views, flags, targets = make_pool(photo_files, 8, seed=0, candidates=6)
     assert views.shape == (8, 7, VIEW_SIZE, VIEW_SIZE, 3) and views.dtype == np.uint8
     assert flags.shape == (8, 6) and targets.shape == (8, 2)
     cracked = targets[:, 1] == 1.0
@@ -155,28 +159,23 @@ def test_training_pools_hold_a_crop_with_the_crack_of_every_cracked_photo(tmp_pa
     assert views[:, :-1].std(axis=(2, 3, 4)).min() > 0.0  # crops of the photo, not padding
 
 
-def test_samples_drawn_in_processes_are_the_same_for_any_number_of_them(tmp_path):
+def test_samples_drawn_in_processes_are_the_same_for_any_number_of_them(photo_files):
     """Several processes draw seeded chunks: any worker count gives the same samples, each
     chunk the samples of its own seed, balanced over the labels; pools likewise."""
-    import cv2
-
-    paths = []
-    for name in ("astronaut", "coffee"):
-        paths.append(tmp_path / f"{name}.png")
-        cv2.imwrite(str(paths[-1]), getattr(data, name)()[..., ::-1])
     jobs = chunk_seeds(10, seed=3, chunk=4)
     assert [n for n, _ in jobs] == [4, 4, 2] and len({s for _, s in jobs}) == 3
-    two = make_set(paths, 10, seed=3, workers=2, chunk=4)
-    three = make_set(paths, 10, seed=3, workers=3, chunk=4)
-    by_chunk = [make_set(paths, n, s) for n, s in jobs]
+    two = make_set(photo_files, 10, seed=3, workers=2, chunk=4)
+    three = make_set(photo_files, 10, seed=3, workers=3, chunk=4)
+    by_chunk = [make_set(photo_files, n, s) for n, s in jobs]
     for joined, part in zip(two, zip(*by_chunk)):
         assert np.array_equal(joined, np.concatenate(part))
     assert all(np.array_equal(a, b) for a, b in zip(two, three))
     assert two[0].shape == (10, VIEW_COUNT, VIEW_SIZE, VIEW_SIZE, 3)
     assert two[1][:8, 1].sum() == 4  # every full chunk: two cracked of its four labels
-    pools = make_pool(paths, 6, seed=3, candidates=3, workers=2, chunk=4)
+    pools = make_pool(photo_files, 6, seed=3, candidates=3, workers=2, chunk=4)
     assert pools[0].shape == (6, 4, VIEW_SIZE, VIEW_SIZE, 3) and pools[1].shape == (6, 3)
-    by_chunk = [make_pool(paths, n, s, candidates=3) for n, s in chunk_seeds(6, seed=3, chunk=4)]
+    by_chunk = [make_pool(photo_files, n, s, candidates=3)
+                for n, s in chunk_seeds(6, seed=3, chunk=4)]
     for joined, part in zip(pools, zip(*by_chunk)):
         assert np.array_equal(joined, np.concatenate(part))
 

@@ -33,6 +33,7 @@ paper's network at this input size), so they can be compared on accuracy, size a
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import multiprocessing
@@ -41,7 +42,6 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from functools import partial
 from itertools import repeat
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -264,8 +264,8 @@ def make_pool(paths: Sequence[Path], count: int, seed: int, candidates: int = 18
     ``workers`` and ``chunk``: as in :func:`make_set`.
     """
     if workers > 1:
-        views, flags, targets = _in_parallel(partial(make_pool, candidates=candidates), paths,
-                                             count, seed, workers, chunk)
+        views, flags, targets = _in_parallel(functools.partial(make_pool, candidates=candidates),
+                                             paths, count, seed, workers, chunk)
         return views, flags, targets
     rng = np.random.default_rng([seed, 1])
     views = np.empty((count, candidates + 1, VIEW_SIZE, VIEW_SIZE, 3), np.uint8)
