@@ -178,7 +178,7 @@ def run_inpainting(photos, cracked, detected):
     megapixels = sum(p.clean.shape[0] * p.clean.shape[1] for p in photos) / 1e6
     damaged_scores = [quality(p.clean, d.image) for p, d in zip(photos, cracked)]
     for method, stage in INPAINTERS:
-        options = dict(stage.spec.options)
+        options = stage.spec.defaults
         seconds[method] = 0.0
         for photo, damaged, mask in zip(photos, cracked, detected):
             true_grown = cv2.dilate(damaged.mask.astype(np.uint8), grow).astype(bool)
@@ -201,7 +201,7 @@ def run_inpainting(photos, cracked, detected):
 def run_deblur(photos, seed):
     """Table (c) rows and deblur seconds per megapixel."""
     stage = RichardsonLucyDeblur()
-    options = dict(stage.spec.options)
+    options = stage.spec.defaults
     per_kind: dict[str, list[tuple[float, ...]]] = {}
     seconds = megapixels = 0.0
     for index, photo in enumerate(photos):
@@ -258,13 +258,13 @@ def run_large(photo: Photo, shape: tuple[int, int], seed: int, detector_options)
     mask = output.mask
     for method, stage in INPAINTERS:
         result, elapsed = timed(
-            lambda: stage.run(Work(damaged.image, mask), dict(stage.spec.options), _quiet))
+            lambda: stage.run(Work(damaged.image, mask), stage.spec.defaults, _quiet))
         psnr, ssim = quality(clean, result.image)
         rows.append([f"inpaint.{method}", elapsed, elapsed / megapixels,
                      f"PSNR {psnr:.2f} dB, SSIM {ssim:.3f} (detected mask)"])
     blurred = synth.blur(clean, rng, kind="gaussian", strength=2.0 * factor / 2.0)
     deblur = RichardsonLucyDeblur()
-    result, elapsed = timed(lambda: deblur.run(Work(blurred), dict(deblur.spec.options), _quiet))
+    result, elapsed = timed(lambda: deblur.run(Work(blurred), deblur.spec.defaults, _quiet))
     rows.append(["deblur.rl", elapsed, elapsed / megapixels,
                  f"sigma true {2.0 * factor / 2.0:.2f}, estimated {result.info['sigma']:.2f}"])
     return rows, megapixels
@@ -290,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     photos = collect_photos(args.data, args.split, args.count, args.size, args.seed)
     cracked = [synth.damage(p.clean, np.random.default_rng([args.seed, i]), cracks=True)
                for i, p in enumerate(photos)]
-    detector_options = dict(MorphologicalDetector.spec.options)
+    detector_options = MorphologicalDetector.spec.defaults
     groups = sorted({p.group for p in photos})
     print(f"# Classical stages: {len(photos)} photos ({', '.join(groups)}), long side "
           f"{args.size} px, seed {args.seed}, split {args.split}\n")

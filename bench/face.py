@@ -81,14 +81,14 @@ def time_stage(stage: GfpganFace, image: np.ndarray, repeat: int) -> dict[str, A
     """Median ms per step and in total over ``repeat`` runs (after a warm-up), peak GPU MiB."""
     torch = third_party().torch
     cuda = stage.device.startswith("cuda")
-    stage.run(Work(image), {**GfpganFace.spec.options, **OPTIONS}, _quiet)  # warm-up
+    stage.run(Work(image), {**GfpganFace.spec.defaults, **OPTIONS}, _quiet)  # warm-up
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     runs = []
     for _ in range(repeat):
         began = time.perf_counter()
-        out = stage.run(Work(image), {**GfpganFace.spec.options, **OPTIONS}, _quiet)
+        out = stage.run(Work(image), {**GfpganFace.spec.defaults, **OPTIONS}, _quiet)
         if cuda:
             torch.cuda.synchronize()
         runs.append({**out.info["ms"], "total": (time.perf_counter() - began) * 1000})

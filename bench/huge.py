@@ -123,7 +123,9 @@ def _pipeline(weights: str, scratch: Path, untiled: bool):
     store = build_store(ServiceConfig(offline=True))
     deblur_spec = RichardsonLucyDeblur.spec
     if untiled:
-        deblur_spec = dataclasses.replace(deblur_spec, options={**deblur_spec.options, "tile": 0})
+        untiled_option = dataclasses.replace(deblur_spec.options["tile"], default=0)
+        deblur_spec = dataclasses.replace(deblur_spec,
+                                          options={**deblur_spec.options, "tile": untiled_option})
     archs = FaceArchitectures()
     face_store, label = store, "published"
     if weights != "auto" or not all(store.is_available(w) for w in WEIGHT_IDS):

@@ -137,7 +137,7 @@ def run_quality(cases, stages):
     for group, name, family, clean, image, mask in cases:
         for label, stage in stages:
             output, elapsed = timed(
-                lambda: stage.run(Work(image, mask), dict(stage.spec.options), _quiet))
+                lambda: stage.run(Work(image, mask), stage.spec.defaults, _quiet))
             values = scores(clean, output.image, mask)
             values["seconds"] = elapsed
             for key in ((group, family, label), ("all", family, label)):
@@ -170,7 +170,7 @@ def run_large(clean: np.ndarray, shape: tuple[int, int], seed: int, stages):
     rows = []
     for label, stage in stages:
         output, elapsed = timed(lambda: stage.run(Work(damaged.image, damaged.mask),
-                                                  dict(stage.spec.options), _quiet))
+                                                  stage.spec.defaults, _quiet))
         psnr = scores(big, output.image, damaged.mask)["psnr_hole"]
         rows.append([label, elapsed, elapsed / megapixels, psnr])
     return rows, megapixels, float(damaged.mask.mean())
@@ -188,7 +188,7 @@ def figures(out_dir: Path, stages, square: int, pool: list[np.ndarray], seed: in
         family = FAMILIES[index % len(FAMILIES)]
         image, mask = make_case(family, clean, np.random.default_rng([seed, 5, index]), square,
                                 pool)
-        panels = [image] + [stage.run(Work(image, mask), dict(stage.spec.options),
+        panels = [image] + [stage.run(Work(image, mask), stage.spec.defaults,
                                       _quiet).image for _, stage in stages] + [clean]
         labels = ["input"] + [label for label, _ in stages] + ["truth"]
         # Zoom: the ZOOM px window with the most hole pixels, shown at twice its size.

@@ -84,8 +84,8 @@ def run_heuristic(samples: list) -> tuple[np.ndarray, float]:
     """The heuristic triage's (p_blur, p_crack) stand-ins (its two decisions) and s/photo."""
     registry = default_registry()
     detect, triage = registry.build("detect.morph"), registry.build("triage.heuristic")
-    detect_options = dict(detect.spec.options)
-    triage_options = dict(triage.spec.options)
+    detect_options = detect.spec.defaults
+    triage_options = triage.spec.defaults
     out = []
     started = time.perf_counter()
     for sample in samples:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+
 
 class RestorerError(Exception):
     """Base class of every error restorer raises on purpose."""
@@ -37,3 +39,21 @@ class WeightsMissingError(WeightsError):
 
 class WeightsIntegrityError(WeightsError):
     """A weight file's size or sha256 does not match the manifest."""
+
+
+class ExitCode(enum.IntEnum):
+    """Exit status of every command-line subcommand (documented in the README)."""
+
+    DONE = 0
+    """Everything asked for was done."""
+    PARTIAL = 1
+    """Part was done: some photos of a batch (or some weight files) failed, the rest are done."""
+    REFUSED = 2
+    """Refused before any work: bad arguments, an unreadable input, a refused output path, an
+    invalid option. Nothing was written."""
+    FAILED = 3
+    """Failed while working: a stage failed, an OS error on write, weights missing or corrupt."""
+    INTERRUPTED = 130
+    """Interrupted with Ctrl-C (SIGINT)."""
+    TERMINATED = 143
+    """Stopped by SIGTERM."""

@@ -155,7 +155,7 @@ class Pipeline:
         )
 
     def _options(self, planned: PlannedStage) -> dict[str, Any]:
-        return {**self.registry.spec(planned.id).options, **planned.options}
+        return self.registry.spec(planned.id).resolve_options(planned.options)
 
     def _run_stage(
         self,

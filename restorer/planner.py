@@ -70,8 +70,9 @@ def plan_manual(
 ) -> Plan:
     """Validate the user's ordered ``stages`` against ``specs`` (id -> spec).
 
-    Refuses unknown ids, two stages of one kind, kinds out of order (e.g. deblur before
-    inpaint), and inpainting with no mask (neither a detect stage nor a user mask).
+    Refuses unknown ids, options a stage does not declare or values outside their range, two
+    stages of one kind, kinds out of order (e.g. deblur before inpaint), and inpainting with no
+    mask (neither a detect stage nor a user mask).
     """
     planned = [s if isinstance(s, PlannedStage) else PlannedStage(s) for s in stages]
     if not planned:
@@ -84,10 +85,7 @@ def plan_manual(
             raise PlanError(f"unknown stage '{stage.id}'; known stages: {', '.join(specs)}")
         if spec.kind == StageKind.TRIAGE:
             raise PlanError("triage always runs first on its own; do not list it as a stage")
-        unknown = set(stage.options) - set(spec.options)
-        if unknown:
-            raise PlanError(f"stage '{spec.id}' has no option(s) {', '.join(sorted(unknown))}; "
-                            f"it accepts: {', '.join(spec.options) or 'none'}")
+        spec.resolve_options(stage.options)  # unknown names and bad values are refused here
         if previous is not None:
             if spec.kind == previous.kind:
                 raise PlanError(f"two {spec.kind.value} stages chosen ('{previous.id}' and "

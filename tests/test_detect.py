@@ -110,7 +110,7 @@ def test_large_scan_finds_hairlines_and_wide_cracks(photos, width, min_iou):
 def test_stage_reports_fraction_and_honours_options(photos):
     damaged = synth.damage(photos["chelsea"], np.random.default_rng(1))
     stage = MorphologicalDetector()
-    options = dict(stage.spec.options)
+    options = stage.spec.defaults
     out = stage.run(Work(damaged.image), options, lambda f, m: None)
     assert out.mask.shape == damaged.image.shape[:2] and out.image is None
     assert out.info["defect_fraction"] == pytest.approx(out.mask.mean())

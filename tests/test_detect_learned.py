@@ -130,7 +130,7 @@ def test_shipped_detectors_resolve_offline_and_register(store):
 def test_segmentation_detector_beats_morphology_only(photos, store, damage, ratio):
     """Fewer wrong pixels (false alarms + misses) than detect.morph, both undilated."""
     stage = SegmentationDetector(store.resolve("detect_segnet", download=False))
-    options = dict(SegmentationDetector.spec.options, dilate=0)
+    options = dict(SegmentationDetector.spec.defaults, dilate=0)
     learned, morph = [], []
     for name in sorted(photos):
         sample = damage(photos[name], np.random.default_rng([11, len(name)]))
@@ -143,7 +143,7 @@ def test_segmentation_detector_beats_morphology_only(photos, store, damage, rati
 def test_mlp_filters_candidate_false_alarms(photos, store):
     """The MLP rejects most candidate false alarms and keeps most candidate detections."""
     stage = DescriptorDetector(store.resolve("detect_mlp", download=False))
-    options = dict(DescriptorDetector.spec.options, dilate=0)
+    options = dict(DescriptorDetector.spec.defaults, dilate=0)
     kept, candidates = [], []
     for name in ("coffee", "chelsea"):
         sample = synth.defects(photos[name], np.random.default_rng([11, len(name)]))
@@ -159,7 +159,7 @@ def test_mlp_filters_candidate_false_alarms(photos, store):
 def test_detection_is_deterministic(photos, store):
     stage = DescriptorDetector(store.resolve("detect_mlp", download=False))
     sample = synth.defects(photos["coffee"], np.random.default_rng(2))
-    options = dict(DescriptorDetector.spec.options)
+    options = DescriptorDetector.spec.defaults
     first = stage.run(Work(sample.image), options, _quiet).mask
     second = stage.run(Work(sample.image), options, _quiet).mask
     np.testing.assert_array_equal(first, second)
@@ -170,7 +170,7 @@ def test_detection_is_deterministic(photos, store):
 def test_sensitivity_orders_the_masks(photos, store):
     stage = SegmentationDetector(store.resolve("detect_segnet", download=False))
     sample = synth.defects(photos["chelsea"], np.random.default_rng(4))
-    sizes = [stage.run(Work(sample.image), dict(stage.spec.options, sensitivity=s), _quiet)
+    sizes = [stage.run(Work(sample.image), dict(stage.spec.defaults, sensitivity=s), _quiet)
              .mask.sum() for s in (0.2, 0.5, 0.8)]
     assert sizes[0] < sizes[1] < sizes[2], sizes
 

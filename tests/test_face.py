@@ -43,7 +43,7 @@ SMALL = FaceArchitectures(
     gfpgan={**GFPGAN_V14_ARCH, "narrow": 0.0625},
     parsenet={**PARSENET_ARCH, "base_ch": 8, "res_depth": 1, "ch_range": [8, 32]},
 )
-DEFAULTS = dict(GfpganFace.spec.options)
+DEFAULTS = GfpganFace.spec.defaults
 PULL = "python -m restorer weights pull gfpgan_v1_4 retinaface_resnet50 parsenet"
 
 

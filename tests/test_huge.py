@@ -51,7 +51,7 @@ def test_inpainting_crops_equal_the_whole_image_fill(photos, stage_cls):
         alpha = synth.crack_alpha((70, 90), rng, count=1, width=(2.0, 4.0))
         mask[top:top + 70, left:left + 90] |= alpha >= synth.TRUTH_ALPHA
     stage = stage_cls()
-    options = dict(stage_cls.spec.options)
+    options = stage_cls.spec.defaults
     margin = max(8, stage.context * int(options.get("radius", 0)))
     cropped, regions = inpaint_regions(image, mask, lambda c, m: stage.fill(c, m, options),
                                        margin=margin)

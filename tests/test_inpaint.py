@@ -25,7 +25,7 @@ def test_psnr_gain_on_cracks(photos, name, stage_cls):
     # Inpaint what the crack really covers (soft edges included), as a good mask would.
     truth = damaged.mask | (np.abs(damaged.image - clean).max(axis=2) > 0.02)
     stage = stage_cls()
-    out = stage.run(Work(damaged.image, truth), stage.spec.options, _noop).image
+    out = stage.run(Work(damaged.image, truth), stage.spec.defaults, _noop).image
     before, after = psnr(clean, damaged.image, data_range=1), psnr(clean, out, data_range=1)
     # Measured here: +17.3 to +19.9 dB (24.1 -> 41.5..44.0 dB) for NS, Telea and biharmonic on
     # these three photos; +12 dB leaves room for library drift yet catches a broken method.
@@ -39,7 +39,7 @@ def test_only_masked_pixels_change(photos, stage_cls):
     mask[100:110, 50:300] = True
     mask[250:260, 400:405] = True
     stage = stage_cls()
-    out = stage.run(Work(image, mask), stage.spec.options, _noop).image
+    out = stage.run(Work(image, mask), stage.spec.defaults, _noop).image
     assert out.dtype == np.float32 and out.shape == image.shape
     np.testing.assert_array_equal(out[~mask], image[~mask])
     assert np.abs(out[mask] - image[mask]).max() > 0.0
@@ -48,5 +48,5 @@ def test_only_masked_pixels_change(photos, stage_cls):
 def test_empty_mask_returns_input(photos):
     image = photos["chelsea"]
     stage = TeleaInpainter()
-    out = stage.run(Work(image, np.zeros(image.shape[:2], bool)), stage.spec.options, _noop)
+    out = stage.run(Work(image, np.zeros(image.shape[:2], bool)), stage.spec.defaults, _noop)
     assert out.image is image

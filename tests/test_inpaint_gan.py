@@ -142,7 +142,7 @@ def test_prefill_is_used(weights, tmp_path):
                          np.random.default_rng(1)).image
     mask = np.zeros(image.shape[:2], bool)
     mask[30:60, 40:90] = True
-    out = zeroed.run(Work(image, mask), zeroed.spec.options, _noop).image
+    out = zeroed.run(Work(image, mask), zeroed.spec.defaults, _noop).image
     ns = NavierStokesInpainter().run(Work(image, mask), {"radius": 3}, _noop).image
     np.testing.assert_allclose(out[mask], np.clip(ns[mask], 1e-3, 1 - 1e-3), atol=1e-5)
 
@@ -152,7 +152,7 @@ def test_only_masked_pixels_change(stage, photos):
     mask = np.zeros(image.shape[:2], bool)
     mask[240:275, 200:320] = True  # crosses a tile border
     mask[100:103, 20:580] = True
-    out = stage.run(Work(image, mask), stage.spec.options, _noop)
+    out = stage.run(Work(image, mask), stage.spec.defaults, _noop)
     assert out.image.dtype == np.float32 and out.image.shape == image.shape
     np.testing.assert_array_equal(out.image[~mask], image[~mask])
     assert np.abs(out.image[mask] - image[mask]).max() > 0.05
@@ -169,7 +169,7 @@ def test_tile_boxes_cover_only_cells_with_holes():
 
 def test_empty_mask_returns_input(stage, photos):
     image = photos["chelsea"]
-    out = stage.run(Work(image, np.zeros(image.shape[:2], bool)), stage.spec.options, _noop)
+    out = stage.run(Work(image, np.zeros(image.shape[:2], bool)), stage.spec.defaults, _noop)
     assert out.image is image
 
 
@@ -177,10 +177,10 @@ def test_deterministic_across_threads(stage, photos):
     image = photos["astronaut"][:200, :200]
     damaged = synth.damage(image, np.random.default_rng(3))
     work = Work(damaged.image, damaged.mask)
-    first = stage.run(work, stage.spec.options, _noop).image
+    first = stage.run(work, stage.spec.defaults, _noop).image
     results: list[np.ndarray] = []
     threads = [threading.Thread(target=lambda: results.append(
-        stage.run(work, stage.spec.options, _noop).image)) for _ in range(2)]
+        stage.run(work, stage.spec.defaults, _noop).image)) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -219,7 +219,7 @@ def test_exemplar_copies_texture_where_diffusion_blurs():
     mask = np.zeros(image.shape[:2], bool)
     mask[40:70, 60:95] = True
     stage = ExemplarInpainter()
-    out = stage.run(Work(image, mask), stage.spec.options, _noop).image
+    out = stage.run(Work(image, mask), stage.spec.defaults, _noop).image
     ns = NavierStokesInpainter().run(Work(image, mask), {"radius": 3}, _noop).image
     np.testing.assert_array_equal(out[~mask], image[~mask])
     assert _hole_psnr(image, out, mask) > 40.0

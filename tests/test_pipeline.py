@@ -14,6 +14,7 @@ from restorer import (PlanError, Pipeline, Registry, StageEntry, StageError, Sta
 from restorer.ops import luminance
 from restorer.registry import StageUnavailableError
 from restorer.service import ServiceConfig, build_pipeline
+from restorer.stages.base import Option
 from restorer.stages.deblur import deblur, estimate_blur_sigma, estimate_blur_sigmas
 from restorer.stages.detect import MorphologicalDetector
 from restorer.stages.inpaint import TeleaInpainter
@@ -25,7 +26,8 @@ class FixedTriage:
 
     spec: ClassVar[StageSpec] = StageSpec(
         id="triage.fixed", kind=StageKind.TRIAGE, method="fixed", title="Fixed", description="",
-        produces=frozenset({"triage"}), options={"blurred": False, "cracked": False})
+        produces=frozenset({"triage"}),
+        options={"blurred": Option.flag(False), "cracked": Option.flag(False)})
 
     def run(self, work, options: Mapping[str, Any], progress) -> StageOutput:
         b, c = bool(options["blurred"]), bool(options["cracked"])
@@ -50,7 +52,9 @@ class Exploding:
 
 def _registry(**triage: bool) -> Registry:
     spec = FixedTriage.spec
-    fixed = StageSpec(**{**spec.__dict__, "options": {"blurred": False, "cracked": False, **triage}})
+    flags = {"blurred": False, "cracked": False, **triage}
+    fixed = StageSpec(**{**spec.__dict__,
+                         "options": {name: Option.flag(value) for name, value in flags.items()}})
     cls = type("T", (FixedTriage,), {"spec": fixed})
     return Registry([StageEntry(fixed, cls),
                      StageEntry(MorphologicalDetector.spec, MorphologicalDetector),

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Mapping, Protocol, runtime_checkable
+from typing import Any, Callable, ClassVar, Literal, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
+from restorer.errors import PlanError
+
 __all__ = [
+    "Option",
     "StageKind",
     "StageSpec",
     "TriageResult",
@@ -40,13 +44,104 @@ class StageKind(str, enum.Enum):
         return list(StageKind).index(self)
 
 
+OptionKind = Literal["number", "integer", "flag", "choice"]
+
+
+@dataclass(frozen=True)
+class Option:
+    """One stage option: its default and the values it accepts.
+
+    ``kind``: "number" (a finite float in [``low``, ``high``]), "integer" (a whole number in
+    [``low``, ``high``]), "flag" (true or false) or "choice" (one of ``choices``). ``optional``
+    also accepts None (the stage then decides, e.g. estimates a blur). Bounds of options that
+    size work or memory (radii, patch sizes, tiles) keep a 24 MP photo within the memory limit.
+    Build them with :meth:`number`, :meth:`integer`, :meth:`flag` and :meth:`choice`.
+    """
+
+    kind: OptionKind
+    default: Any
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[Any, ...] = ()
+    optional: bool = False
+    help: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind in ("number", "integer") and (self.low is None or self.high is None
+                                                    or self.low > self.high):
+            raise ValueError(f"a {self.kind} option needs low <= high, got {self.low}, {self.high}")
+        if self.kind == "choice" and not self.choices:
+            raise ValueError("a choice option needs its choices")
+        self.check("default", self.default)
+
+    @classmethod
+    def number(cls, default: float | None, low: float, high: float, *, optional: bool = False,
+               help: str = "") -> Option:
+        """A real number in [low, high] (None too when ``optional``)."""
+        return cls("number", default, low, high, optional=optional, help=help)
+
+    @classmethod
+    def integer(cls, default: int | None, low: int, high: int, *, optional: bool = False,
+                help: str = "") -> Option:
+        """A whole number in [low, high] (None too when ``optional``)."""
+        return cls("integer", default, low, high, optional=optional, help=help)
+
+    @classmethod
+    def flag(cls, default: bool, *, help: str = "") -> Option:
+        """True or false."""
+        return cls("flag", default, help=help)
+
+    @classmethod
+    def choice(cls, default: Any, choices: tuple[Any, ...], *, help: str = "") -> Option:
+        """One of ``choices``."""
+        return cls("choice", default, choices=tuple(choices), help=help)
+
+    def accepts(self) -> str:
+        """What the option accepts, in words (for messages and help)."""
+        if self.kind == "number":
+            text = f"a number from {self.low:g} to {self.high:g}"
+        elif self.kind == "integer":
+            text = f"a whole number from {int(self.low)} to {int(self.high)}"
+        elif self.kind == "flag":
+            text = "true or false"
+        else:
+            text = "one of " + ", ".join(str(c) for c in self.choices)
+        return text + (" (or null: automatic)" if self.optional else "")
+
+    def check(self, name: str, value: Any) -> Any:
+        """``value`` normalised (int for integers, float for numbers); PlanError naming
+        ``name`` and what it accepts when it does not fit."""
+        if value is None and self.optional:
+            return None
+        bad = PlanError(f"option '{name}' must be {self.accepts()}, got {value!r}")
+        if self.kind == "flag":
+            if not isinstance(value, bool):
+                raise bad
+            return value
+        if self.kind == "choice":
+            for choice in self.choices:  # 2 == 2.0 but True is not 1: compare types too
+                if value == choice and isinstance(value, bool) == isinstance(choice, bool):
+                    return choice
+            raise bad
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        number = float(value)
+        if not math.isfinite(number) or not self.low <= number <= self.high:
+            raise bad
+        if self.kind == "integer":
+            if not number.is_integer():
+                raise bad
+            return int(number)
+        return number
+
+
 @dataclass(frozen=True)
 class StageSpec:
     """Static description of a stage; reading it loads nothing.
 
     ``requires``/``produces`` name Work fields ("image", "mask", "triage"). ``weights`` lists
-    manifest ids that must resolve before the stage can be built. ``options`` maps option names
-    to their defaults (what a caller may set per run).
+    manifest ids that must resolve before the stage can be built. ``options`` declares what a
+    caller may set per run (:class:`Option`: default, type and range).
     """
 
     id: str
@@ -57,7 +152,32 @@ class StageSpec:
     requires: frozenset[str] = frozenset({"image"})
     produces: frozenset[str] = frozenset({"image"})
     weights: tuple[str, ...] = ()
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, Option] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        undeclared = [name for name, option in self.options.items()
+                      if not isinstance(option, Option)]
+        if undeclared:
+            raise TypeError(f"stage '{self.id}': declare option(s) {', '.join(undeclared)} with "
+                            "Option.number / integer / flag / choice")
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        """Every option's default value, by name (a new dict)."""
+        return {name: option.default for name, option in self.options.items()}
+
+    def resolve_options(self, overrides: Mapping[str, Any]) -> dict[str, Any]:
+        """The options a run uses: ``overrides`` checked against their declarations and merged
+        over the defaults. PlanError names an unknown option or a value out of range."""
+        unknown = sorted(set(overrides) - set(self.options))
+        if unknown:
+            accepted = ", ".join(self.options) or "none"
+            raise PlanError(f"stage '{self.id}' has no option(s) {', '.join(unknown)}; it accepts: "
+                            f"{accepted}")
+        resolved = self.defaults
+        for name, value in overrides.items():
+            resolved[name] = self.options[name].check(f"{self.id}.{name}", value)
+        return resolved
 
 
 @dataclass(frozen=True)

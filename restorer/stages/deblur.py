@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 
 from restorer.ops import luminance
-from restorer.stages.base import ProgressFn, StageKind, StageOutput, StageSpec, Work
+from restorer.stages.base import Option, ProgressFn, StageKind, StageOutput, StageSpec, Work
 
 __all__ = ["estimate_blur_sigma", "estimate_blur_sigmas", "estimate_noise",
            "richardson_lucy_gaussian", "deblur", "deblur_halo", "RichardsonLucyDeblur"]
@@ -183,7 +183,14 @@ class RichardsonLucyDeblur:
         method="rl",
         title="Richardson-Lucy (estimated Gaussian blur)",
         description="Estimates the blur from edges and deconvolves the luminance without halos.",
-        options={"strength": 1.0, "sigma": None, "iterations": 12, "tile": 2048},
+        options={
+            "strength": Option.number(1.0, 0.0, 1.0, help="share of the correction applied"),
+            "sigma": Option.number(None, 0.3, 8.0, optional=True,
+                                   help="Gaussian blur sigma in px (null: estimated from edges)"),
+            "iterations": Option.integer(12, 1, 100, help="Richardson-Lucy iterations"),
+            "tile": Option.integer(2048, 0, 16384,
+                                   help="tile side in px for large scans (0: one piece)"),
+        },
     )
 
     def run(self, work: Work, options: Mapping[str, Any], progress: ProgressFn) -> StageOutput:

@@ -40,7 +40,7 @@ import numpy as np
 from skimage.morphology import skeletonize
 
 from restorer.ops import luminance
-from restorer.stages.base import ProgressFn, StageKind, StageOutput, StageSpec, Work
+from restorer.stages.base import Option, ProgressFn, StageKind, StageOutput, StageSpec, Work
 from restorer.tone import analyse_tone
 
 __all__ = ["MorphParams", "Candidates", "structuring_size", "tophat_responses",
@@ -365,7 +365,10 @@ class MorphologicalDetector:
         description="Thin light and dark lines found by morphological filtering, kept when "
                     "long, contrasted and paper-white or dirt-black.",
         produces=frozenset({"mask"}),
-        options={"sensitivity": 0.5, "polarity": "both", "dilate": 0},
+        options={"sensitivity": Option.number(0.5, 0.0, 1.0, help="higher flags more"),
+                 "polarity": Option.choice("both", ("light", "dark", "both"),
+                                           help="light scratches, dark cracks, or both"),
+                 "dilate": Option.integer(0, 0, 16, help="grow the mask by this many px")},
     )
 
     def run(self, work: Work, options: Mapping[str, Any], progress: ProgressFn) -> StageOutput:

@@ -32,7 +32,7 @@ from torch import nn
 
 from restorer.errors import WeightsError
 from restorer.features import DESCRIPTOR_LENGTH, describe, texture_planes
-from restorer.stages.base import ProgressFn, StageKind, StageOutput, StageSpec, Work
+from restorer.stages.base import Option, ProgressFn, StageKind, StageOutput, StageSpec, Work
 from restorer.stages.detect import Candidates, MorphParams, find_candidates
 from restorer.weights import load_safetensors
 
@@ -259,7 +259,10 @@ class DescriptorDetector:
                     "damage: removes thin real structures the morphological detector flags.",
         produces=frozenset({"mask"}),
         weights=("detect_mlp",),
-        options={"sensitivity": 0.5, "dilate": 1, "points_per_mp": 15000},
+        options={"sensitivity": Option.number(0.5, 0.0, 1.0, help="higher flags more"),
+                 "dilate": Option.integer(1, 0, 16, help="grow the mask by this many px"),
+                 "points_per_mp": Option.integer(15000, 100, 50000,
+                                                 help="candidates classified per megapixel")},
     )
 
     def __init__(self, path: Path) -> None:
@@ -293,7 +296,8 @@ class SegmentationDetector:
                     "dust and spots marks every defect pixel; the most accurate detector.",
         produces=frozenset({"mask"}),
         weights=("detect_segnet",),
-        options={"sensitivity": 0.5, "dilate": 0},
+        options={"sensitivity": Option.number(0.5, 0.0, 1.0, help="higher flags more"),
+                 "dilate": Option.integer(0, 0, 16, help="grow the mask by this many px")},
     )
 
     def __init__(self, path: Path) -> None:

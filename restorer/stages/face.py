@@ -67,7 +67,7 @@ import numpy as np
 
 from restorer.backends import resolve_device, torch_stack
 from restorer.errors import PlanError, RestorerError, StageUnavailableError, WeightsError
-from restorer.stages.base import ProgressFn, StageKind, StageOutput, StageSpec, Work
+from restorer.stages.base import Option, ProgressFn, StageKind, StageOutput, StageSpec, Work
 from restorer.tone import Tone, analyse_tone, apply_tone
 from restorer.weights import Manifest, WeightEntry, load_torch_checkpoint, sha256_file
 
@@ -415,7 +415,14 @@ class GfpganFace:
         description="Finds faces, restores each with GFP-GAN v1.4 and blends it back along the "
                     "face outline; fidelity 0 keeps the input face, 1 the full restoration.",
         weights=WEIGHT_IDS,
-        options={"fidelity": 1.0, "faces": "all", "min_size": 64, "upscale": 1, "aligned": False},
+        options={
+            "fidelity": Option.number(1.0, 0.0, 1.0,
+                                      help="0 keeps the input face, 1 the full restoration"),
+            "faces": Option.choice("all", FACE_CHOICES, help="which faces to restore"),
+            "min_size": Option.integer(64, 0, 8192, help="'large' faces: at least this many px"),
+            "upscale": Option.choice(1, UPSCALES, help="output scale"),
+            "aligned": Option.flag(False, help="the photo is an FFHQ-aligned face crop"),
+        },
     )
 
     def __init__(

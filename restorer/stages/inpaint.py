@@ -15,7 +15,7 @@ from skimage.restoration import inpaint_biharmonic
 
 from restorer.errors import PlanError
 from restorer.ops import mask_regions
-from restorer.stages.base import ProgressFn, StageKind, StageOutput, StageSpec, Work
+from restorer.stages.base import Option, ProgressFn, StageKind, StageOutput, StageSpec, Work
 
 __all__ = ["CropInpainter", "NavierStokesInpainter", "TeleaInpainter", "BiharmonicInpainter",
            "inpaint_regions"]
@@ -99,7 +99,7 @@ class NavierStokesInpainter(_OpenCVInpainter):
         title="Navier-Stokes",
         description="Fluid-dynamics propagation of the surrounding isophotes (OpenCV).",
         requires=frozenset({"image", "mask"}),
-        options={"radius": 3},
+        options={"radius": Option.integer(3, 1, 25, help="neighbourhood radius in px")},
     )
 
 
@@ -114,7 +114,7 @@ class TeleaInpainter(_OpenCVInpainter):
         title="Telea",
         description="Fast marching from the boundary inwards (OpenCV).",
         requires=frozenset({"image", "mask"}),
-        options={"radius": 3},
+        options={"radius": Option.integer(3, 1, 25, help="neighbourhood radius in px")},
     )
 
 

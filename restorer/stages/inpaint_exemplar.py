@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from restorer.ops import luminance
-from restorer.stages.base import StageKind, StageSpec
+from restorer.stages.base import Option, StageKind, StageSpec
 from restorer.stages.inpaint import CropInpainter
 
 __all__ = ["ExemplarInpainter", "criminisi"]
@@ -130,7 +130,7 @@ class ExemplarInpainter(CropInpainter):
         description="Copies best-matching patches from the surroundings, continuing edges "
                     "first (Criminisi et al. 2004).",
         requires=frozenset({"image", "mask"}),
-        options={"radius": 4},
+        options={"radius": Option.integer(4, 2, 12, help="patch radius in px")},
     )
     context = 8
 

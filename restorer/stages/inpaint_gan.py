@@ -30,7 +30,7 @@ from safetensors import SafetensorError
 
 from restorer.backends import resolve_device, torch_stack
 from restorer.errors import PlanError, WeightsError
-from restorer.stages.base import ProgressFn, StageKind, StageOutput, StageSpec, Work
+from restorer.stages.base import Option, ProgressFn, StageKind, StageOutput, StageSpec, Work
 from restorer.stages.inpaint import NavierStokesInpainter
 from restorer.weights import load_safetensors
 
@@ -79,7 +79,7 @@ class LearnedInpainter:
                     "natural photos.",
         requires=frozenset({"image", "mask"}),
         weights=(WEIGHT_ID,),
-        options={"radius": 3},
+        options={"radius": Option.integer(3, 1, 25, help="pre-fill radius in px")},
     )
 
     def __init__(self, weights: Path, *, device: str = "auto", tile: int = 256,

@@ -23,8 +23,8 @@ import numpy as np
 
 from restorer.errors import PlanError
 from restorer.ops import luminance
-from restorer.stages.base import (ProgressFn, StageKind, StageOutput, StageSpec, TriageResult,
-                                  Work)
+from restorer.stages.base import (Option, ProgressFn, StageKind, StageOutput, StageSpec,
+                                  TriageResult, Work)
 from restorer.stages.deblur import estimate_blur_sigma
 
 __all__ = ["HeuristicTriage", "triage_from_scores", "blur_sigma_at_view"]
@@ -83,7 +83,9 @@ class HeuristicTriage:
         description="Blur from edge widths, cracks from the detected defect density.",
         requires=frozenset({"image", "mask"}),
         produces=frozenset({"triage"}),
-        options={"blur_centre": 1.3, "crack_centre": 0.01},
+        options={"blur_centre": Option.number(1.3, 0.3, 8.0, help="blur sigma (px) called blurred"),
+                 "crack_centre": Option.number(0.01, 1e-5, 0.5,
+                                               help="flagged share called cracked")},
     )
 
     def run(self, work: Work, options: Mapping[str, Any], progress: ProgressFn) -> StageOutput:

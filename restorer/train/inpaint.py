@@ -154,7 +154,7 @@ class Sampler:
                  config: TrainConfig, rng: np.random.Generator) -> None:
         self.pool, self.masks, self.config, self.rng = pool, masks, config, rng
         self.prefill = NavierStokesInpainter()
-        self.options = dict(NavierStokesInpainter.spec.options)
+        self.options = NavierStokesInpainter.spec.defaults
 
     def _crop(self) -> np.ndarray:
         group = "faces" if self.rng.random() < self.config.face_share else "natural"
