@@ -1,0 +1,443 @@
+"""The one model runtime every learned stage runs its networks through.
+
+A stage says which network it runs (a ``build(device)`` function that loads it, for instance
+through spandrel) and what the network needs (:class:`ModelTraits`: channels, scale, size
+multiple, safe half precisions, how far it sees); :class:`ModelRuntime` does the rest:
+
+- **device**: "auto" takes CUDA, then Apple MPS, then the CPU; or the one asked for;
+- **precision**: fp16 or bf16 autocast on CUDA where the traits say it is safe, else fp32; a
+  tile whose half-precision result is not finite is redone in fp32;
+- **padding**: every input is padded (reflect for images, zeros for masks) to the network's size
+  multiple and minimum, and the output cropped back;
+- **tiling**: inputs too large for the free memory (or for ``max_tile``) run in overlapping
+  tiles whose outputs are cross-faded over the middle half of each overlap, so a network that
+  sees no further than a quarter of the overlap gives exactly its untiled result;
+- **out of memory**: the tile side is halved and the tile retried, down to ``min_tile``; then the
+  call moves to the CPU copy of the network (built once, on first need), with a warning and a
+  note in :class:`RunInfo` for the report;
+- **concurrency**: the network is built once and shared; forwards hold a lock of this runtime
+  only (none when the traits say the network is safe to share).
+
+Images are numpy float32 (H, W, C) going in and out; what range they hold is the stage's
+business (the runtime converts layouts, never values). torch is imported when a runtime is made.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+from contextlib import nullcontext
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+
+import numpy as np
+
+from restorer.errors import RestorerError, StageUnavailableError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["DEVICE_CHOICES", "PRECISIONS", "ModelTraits", "RunInfo", "ModelRuntime",
+           "pick_device", "pick_precision", "resolve_device", "pad_to", "tile_starts",
+           "tile_weights", "traits_from_descriptor"]
+
+log = logging.getLogger(__name__)
+
+DEVICE_CHOICES = "auto (CUDA, then Apple MPS, then CPU), cpu, mps, cuda or cuda:N"
+"""What a device choice may be."""
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+"""What a precision choice may be ("auto": the fastest the model declares safe on the device)."""
+
+_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+PadMode = Literal["reflect", "edge", "zeros"]
+
+
+@dataclass(frozen=True)
+class ModelTraits:
+    """What a network needs and tolerates (spandrel's ModelDescriptor vocabulary).
+
+    ``size_multiple`` and ``min_size``: what the input's height and width must be (after
+    padding). ``scale``: output size / input size. ``fp16`` / ``bf16``: half precisions that
+    give the right answer. ``reach``: how many input pixels around a pixel its output depends
+    on (the receptive field's radius; None when it is global, as in LaMa); tiles then overlap by
+    ``4 * reach`` (at least ``min_overlap``). ``max_tile``: the largest tile side worth running
+    (e.g. the size the network was trained at); None: as large as memory allows.
+    ``bytes_per_pixel``: memory one input pixel costs in a forward at fp32 (activations), used to
+    size tiles from free memory. ``pad``: how each input is padded ("reflect", "edge", "zeros").
+    ``thread_safe``: forwards may run at once from several threads.
+    """
+
+    name: str
+    input_channels: int = 3
+    output_channels: int = 3
+    scale: int = 1
+    size_multiple: int = 1
+    min_size: int = 1
+    fp16: bool = False
+    bf16: bool = False
+    reach: int | None = 16
+    min_overlap: int = 32
+    max_tile: int | None = None
+    min_tile: int = 128
+    bytes_per_pixel: float = 4096.0
+    pad: tuple[PadMode, ...] = ("reflect",)
+    thread_safe: bool = False
+
+    @property
+    def overlap(self) -> int:
+        """Pixels two neighbouring tiles share: four reaches (the cross-fade keeps the middle
+        half), at least ``min_overlap``, rounded up to the size multiple."""
+        wanted = max(self.min_overlap, 4 * (self.reach or 0))
+        return _round_up(wanted, self.size_multiple)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """How one call ran: device, precision, tiles (count and side, None: one piece), notes."""
+
+    device: str
+    precision: str
+    tiles: int
+    tile: int | None
+    notes: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, for a stage's info and the report."""
+        return {"device": self.device, "precision": self.precision, "tiles": self.tiles,
+                "tile": self.tile, "notes": list(self.notes)}
+
+
+def pick_device(choice: str, *, cuda_count: int, mps: bool) -> str:
+    """The device string for ``choice`` given what is present (pure: no torch).
+
+    "auto": "cuda" when a CUDA GPU is present, else "mps" when Apple's is, else "cpu". A device
+    asked for that is not present raises StageUnavailableError saying what is.
+    """
+    wanted = choice.strip().lower() if isinstance(choice, str) else ""
+    if not _DEVICE.fullmatch(wanted):
+        raise RestorerError(f"unknown device '{choice}': use {DEVICE_CHOICES}")
+    if wanted == "auto":
+        return "cuda" if cuda_count else "mps" if mps else "cpu"
+    if wanted.startswith("cuda"):
+        index = int(wanted.partition(":")[2] or 0)
+        if index >= cuda_count:
+            raise StageUnavailableError(f"device '{wanted}' was asked for but {cuda_count} CUDA "
+                                        "GPU(s) are present here; use 'auto' or 'cpu'")
+    if wanted == "mps" and not mps:
+        raise StageUnavailableError("device 'mps' was asked for but Apple's GPU is not present "
+                                    "here; use 'auto' or 'cpu'")
+    return wanted
+
+
+def resolve_device(choice: str) -> torch.device:
+    """The ``torch.device`` for ``choice`` on this machine (see :func:`pick_device`)."""
+    import torch
+
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    return torch.device(pick_device(choice, cuda_count=cuda, mps=mps))
+
+
+def pick_precision(choice: str, device_type: str, traits: ModelTraits, *,
+                   bf16_supported: bool = True) -> str:
+    """"fp32", "fp16" or "bf16" for ``choice`` on ``device_type`` (pure).
+
+    "auto": fp16 on CUDA when the traits allow it, else bf16 when they and the GPU allow it,
+    else fp32. Half precision is only used on CUDA; asking for one elsewhere, or for one the
+    model does not declare safe, raises RestorerError.
+    """
+    if choice not in PRECISIONS:
+        raise RestorerError(f"unknown precision '{choice}': use {', '.join(PRECISIONS)}")
+    if choice == "fp32":
+        return "fp32"
+    cuda = device_type == "cuda"
+    if choice == "auto":
+        if cuda and traits.fp16:
+            return "fp16"
+        return "bf16" if cuda and traits.bf16 and bf16_supported else "fp32"
+    if not cuda:
+        raise RestorerError(f"{choice} needs a CUDA GPU; use precision 'fp32' or 'auto' here")
+    if not getattr(traits, choice):
+        raise RestorerError(f"{traits.name} does not run correctly in {choice}; use 'auto' or "
+                            "'fp32'")
+    if choice == "bf16" and not bf16_supported:
+        raise RestorerError("this GPU has no bf16; use 'auto' or 'fp16' or 'fp32'")
+    return choice
+
+
+def traits_from_descriptor(descriptor: Any, **overrides: Any) -> ModelTraits:
+    """ModelTraits of a spandrel ModelDescriptor (channels, scale, size requirements, half
+    precisions), with ``overrides`` (e.g. ``reach``, ``max_tile``) applied on top."""
+    size = descriptor.size_requirements
+    traits = ModelTraits(
+        name=str(descriptor.architecture.name), input_channels=int(descriptor.input_channels),
+        output_channels=int(descriptor.output_channels), scale=int(descriptor.scale),
+        size_multiple=int(size.multiple_of), min_size=max(1, int(size.minimum)),
+        fp16=bool(descriptor.supports_half), bf16=bool(descriptor.supports_bfloat16))
+    return replace(traits, **overrides)
+
+
+def pad_to(array: np.ndarray, height: int, width: int, mode: PadMode) -> np.ndarray:
+    """(H, W, C) ``array`` padded at the bottom and right to (``height``, ``width``, C)."""
+    pad_h, pad_w = height - array.shape[0], width - array.shape[1]
+    if not pad_h and not pad_w:
+        return array
+    widths = ((0, pad_h), (0, pad_w), (0, 0))
+    if mode == "zeros":
+        return np.pad(array, widths)
+    if mode == "reflect" and pad_h < array.shape[0] and pad_w < array.shape[1]:
+        return np.pad(array, widths, mode="reflect")
+    return np.pad(array, widths, mode="edge")
+
+
+def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
+    """Starts of tiles of ``tile`` px covering ``length`` px, neighbours sharing at least
+    ``overlap`` px, the last ending at ``length`` (one tile when it fits)."""
+    if tile >= length:
+        return [0]
+    step = tile - overlap
+    count = math.ceil((length - tile) / step) + 1
+    return [min(i * step, length - tile) for i in range(count)]
+
+
+def tile_weights(start: int, tile: int, length: int, overlap: int) -> np.ndarray:
+    """float32 (tile,) weights of a tile at ``start``: 0 in the quarter of the overlap next to a
+    side that borders another tile, rising linearly over the middle half, 1 elsewhere. Where
+    two tiles overlap by exactly ``overlap`` their weights sum to 1; the tiled output is divided
+    by the sum anyway (the last tile may overlap more)."""
+    position = np.arange(tile, dtype=np.float32)
+    weight = np.ones(tile, np.float32)
+    quarter, half = overlap / 4.0, max(overlap / 2.0, 1e-6)
+    if start > 0:
+        weight = np.minimum(weight, np.clip((position - quarter) / half, 0.0, 1.0))
+    if start + tile < length:
+        weight = np.minimum(weight, np.clip((tile - position - quarter) / half, 0.0, 1.0))
+    return weight
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+def _round_down(value: int, multiple: int) -> int:
+    return max(multiple, value // multiple * multiple)
+
+
+def _is_out_of_memory(torch: Any, error: BaseException) -> bool:
+    if isinstance(error, (MemoryError, torch.cuda.OutOfMemoryError)):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in text
+                                                or "can't allocate memory" in text)
+
+
+def _available_ram() -> int | None:
+    """Bytes of memory the system could give this process now (Linux), else None."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+Forward = Callable[..., Any]
+"""``forward(model, *tensors) -> tensor``: one forward pass, tensors (1, C, H, W)."""
+
+
+@dataclass
+class _Placed:
+    """The network on one device, and the lock its forwards hold."""
+
+    device: torch.device
+    model: Any
+    lock: threading.Lock | None = field(default=None)
+
+
+class ModelRuntime:
+    """One network, loaded once on its device, run with padding, tiling and fallbacks.
+
+    ``build(device)`` loads the network on a ``torch.device`` (eval mode). ``forward(model,
+    *tensors)`` runs it (default ``model(*tensors)``; e.g. a spandrel descriptor's call). The
+    CPU copy for the out-of-memory fallback is built with ``build`` when first needed;
+    ``fallback_device`` overrides where that is (None: no fallback; default: "cpu" unless the
+    network is already on the CPU).
+    """
+
+    def __init__(self, build: Callable[[torch.device], Any], traits: ModelTraits, *,
+                 device: str = "auto", precision: str = "auto", forward: Forward | None = None,
+                 fallback_device: str | None = "default") -> None:
+        import torch
+
+        self._torch = torch
+        self.traits = traits
+        self._build = build
+        self._forward: Forward = forward or (lambda model, *tensors: model(*tensors))
+        main = resolve_device(device)
+        bf16 = main.type == "cuda" and torch.cuda.is_bf16_supported()
+        self.precision = pick_precision(precision, main.type, traits, bf16_supported=bf16)
+        self._main = self._place(main)
+        if fallback_device == "default":
+            fallback_device = None if main.type == "cpu" else "cpu"
+        self._fallback_device = None if fallback_device is None else torch.device(fallback_device)
+        self._fallback: _Placed | None = None
+        self._fallback_lock = threading.Lock()
+
+    @property
+    def device(self) -> str:
+        """Where the network runs, e.g. "cpu" or "cuda:0"."""
+        return str(self._main.device)
+
+    @property
+    def model(self) -> Any:
+        """The network on its main device (for stages that need its attributes)."""
+        return self._main.model
+
+    def _place(self, device: torch.device) -> _Placed:
+        lock = None if self.traits.thread_safe else threading.Lock()
+        return _Placed(device, self._build(device), lock)
+
+    def run(self, *inputs: np.ndarray, tile: int | None = None) -> tuple[np.ndarray, RunInfo]:
+        """The network's output for float32 (H, W, C_i) ``inputs`` (same H and W), as float32
+        (H * scale, W * scale, C_out), and how it ran.
+
+        ``tile``: tile side in px (None: the whole input when it fits the free memory and
+        ``max_tile``). Raises MemoryError when even the CPU cannot hold the smallest tile.
+        """
+        height, width = inputs[0].shape[:2]
+        if any(array.shape[:2] != (height, width) for array in inputs):
+            raise ValueError("every input of a network must have the same height and width")
+        traits = self.traits
+        padded_h = max(_round_up(height, traits.size_multiple), traits.min_size)
+        padded_w = max(_round_up(width, traits.size_multiple), traits.min_size)
+        modes = traits.pad if len(traits.pad) == len(inputs) else traits.pad[:1] * len(inputs)
+        padded = [pad_to(np.ascontiguousarray(a, dtype=np.float32), padded_h, padded_w, m)
+                  for a, m in zip(inputs, modes)]
+        notes: list[str] = []
+        placed, precision = self._main, self.precision
+        side = self._tile_side(placed.device, padded_h, padded_w, tile)
+        while True:
+            try:
+                out, count = self._tiled(placed, precision, padded, side, notes)
+                break
+            except BaseException as error:  # only out-of-memory errors are handled here
+                if not _is_out_of_memory(self._torch, error):
+                    raise
+                self._free(placed.device)
+                current = side or max(padded_h, padded_w)
+                smaller = _round_down(current // 2, traits.size_multiple)
+                if max(traits.min_tile, traits.overlap + traits.size_multiple) <= smaller < current:
+                    notes.append(f"out of memory on {placed.device} with tiles of {current} px: "
+                                 f"retried with {smaller} px")
+                    side = smaller
+                    continue
+                fallback = self._fallback_placed()
+                if fallback is None or placed is fallback:
+                    raise MemoryError(f"{traits.name} ran out of memory even with tiles of "
+                                      f"{current} px") from None
+                note = (f"{traits.name}: out of memory on {placed.device}; ran on "
+                        f"{fallback.device} instead (slower)")
+                log.warning("%s", note)
+                notes.append(note)
+                placed, precision = fallback, "fp32"
+                side = self._tile_side(placed.device, padded_h, padded_w, tile)
+        out = out[:height * traits.scale, :width * traits.scale]
+        info = RunInfo(str(placed.device), precision, count, side, tuple(notes))
+        return np.ascontiguousarray(out, dtype=np.float32), info
+
+    def _tile_side(self, device: torch.device, height: int, width: int,
+                   asked: int | None) -> int | None:
+        """The tile side to start with (None: one piece)."""
+        traits = self.traits
+        if asked:
+            side = _round_down(max(int(asked), traits.min_size), traits.size_multiple)
+        else:
+            budget = self._memory_budget(device)
+            side = None
+            if budget is not None:
+                fits = int(math.sqrt(budget / traits.bytes_per_pixel))
+                side = _round_down(max(fits, traits.min_tile), traits.size_multiple)
+            if traits.max_tile is not None:
+                side = min(side or traits.max_tile, traits.max_tile)
+        if side is None or side >= max(height, width):
+            return None
+        return max(side, _round_up(traits.overlap + traits.size_multiple, traits.size_multiple))
+
+    def _memory_budget(self, device: torch.device) -> int | None:
+        """Bytes a forward may use: 60 % of the GPU's free memory, half of the free RAM."""
+        torch = self._torch
+        if device.type == "cuda":
+            free, _ = torch.cuda.mem_get_info(device)
+            return int(free * 0.6)
+        if device.type == "cpu":
+            free = _available_ram()
+            return None if free is None else free // 2
+        return None
+
+    def _tiled(self, placed: _Placed, precision: str, inputs: Sequence[np.ndarray],
+               side: int | None, notes: list[str]) -> tuple[np.ndarray, int]:
+        """Run ``inputs`` (padded) whole or in tiles of ``side`` px; (output, tile count)."""
+        height, width = inputs[0].shape[:2]
+        if side is None:
+            return self._forward_once(placed, precision, inputs, notes), 1
+        scale, overlap = self.traits.scale, self.traits.overlap
+        th, tw = min(side, height), min(side, width)
+        ys, xs = tile_starts(height, th, overlap), tile_starts(width, tw, overlap)
+        out: np.ndarray | None = None
+        total = np.zeros((height * scale, width * scale, 1), np.float32)
+        for y in ys:
+            wy = np.repeat(tile_weights(y, th, height, overlap), scale)
+            for x in xs:
+                wx = np.repeat(tile_weights(x, tw, width, overlap), scale)
+                result = self._forward_once(placed, precision,
+                                            [a[y:y + th, x:x + tw] for a in inputs], notes)
+                if out is None:
+                    out = np.zeros((height * scale, width * scale, result.shape[2]), np.float32)
+                weight = np.outer(wy, wx)[..., None]
+                rows = slice(y * scale, (y + th) * scale)
+                columns = slice(x * scale, (x + tw) * scale)
+                out[rows, columns] += weight * result
+                total[rows, columns] += weight
+        assert out is not None
+        out /= np.maximum(total, 1e-12)
+        return out, len(ys) * len(xs)
+
+    def _forward_once(self, placed: _Placed, precision: str, inputs: Sequence[np.ndarray],
+                      notes: list[str]) -> np.ndarray:
+        """One forward of (h, w, C) arrays -> (h * scale, w * scale, C_out) float32."""
+        result = self._convert(placed, precision, inputs)
+        if precision != "fp32" and not np.isfinite(result).all():
+            note = f"{self.traits.name} overflowed in {precision}; redone in fp32"
+            if note not in notes:
+                notes.append(note)
+            result = self._convert(placed, "fp32", inputs)
+        return result
+
+    def _convert(self, placed: _Placed, precision: str, inputs: Sequence[np.ndarray]) -> np.ndarray:
+        torch = self._torch
+        tensors = [torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]
+                   .to(placed.device) for a in inputs]
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
+        with placed.lock or nullcontext(), torch.inference_mode():
+            if dtype is None:
+                output = self._forward(placed.model, *tensors)
+            else:
+                with torch.autocast(device_type=placed.device.type, dtype=dtype):
+                    output = self._forward(placed.model, *tensors)
+            return output[0].float().permute(1, 2, 0).cpu().numpy()
+
+    def _fallback_placed(self) -> _Placed | None:
+        if self._fallback_device is None:
+            return None
+        with self._fallback_lock:
+            if self._fallback is None:
+                self._fallback = self._place(self._fallback_device)
+            return self._fallback
+
+    def _free(self, device: torch.device) -> None:
+        if device.type == "cuda":
+            self._torch.cuda.empty_cache()
