@@ -27,8 +27,8 @@ def run_cli(args: Sequence[str], *, prelude: str = "", timeout: float = 300
     patch a function, e.g. to send a signal in the middle of a save)."""
     code = (f"import sys\n{prelude}\nfrom restorer.cli import main\n"
             f"sys.exit(main({list(map(str, args))!r}))\n")
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1",
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {key: value for key, value in os.environ.items() if key != "TF_CPP_MIN_LOG_LEVEL"}
+    env.update(PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=timeout, env=env, cwd=ROOT)
 
