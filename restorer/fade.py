@@ -1,7 +1,7 @@
 """How faded a print looks: contrast lost and colour cast, as a probability for triage.
 
-``measure_fade`` reads a photo's tonal range in CIELAB (the lightness that the darkest and the
-lightest 0.5 % reach) and the cast of its highlights (mean a*, b* of the lightest tenth, where a
+``measure_fade`` reads a photo's tonal range (the luma, Rec. 601 weights of the sRGB values, that
+the darkest and the lightest 0.5 % reach: the space fading lifts and lowers) and the cast of its highlights (mean a*, b* of the lightest tenth, where a
 faded colour print shows its aged dyes). Toned and grayscale prints are judged on contrast only:
 sepia is a tone, not a fault. Part A's triage takes ``fade_probability`` as its "faded" label.
 """
@@ -30,7 +30,7 @@ class FadeMeasure:
     """A photo's fade.
 
     ``probability`` in [0, 1] that the print is faded or cast; ``contrast_lost`` in [0, 1]
-    (1 - the share of the L* range the print spans); ``black``, ``white`` in [0, 1]: the L*/100
+    (1 - the share of the luma range the print spans); ``black``, ``white`` in [0, 1]: the luma
     of its darkest and lightest 0.5 %; ``cast_a``, ``cast_b``: CIELAB a*, b* of its highlights
     (0 for toned and grayscale prints); ``cast`` their length; ``tone``: colour, grayscale or
     toned.
@@ -56,13 +56,14 @@ def measure_fade(image: np.ndarray, region: np.ndarray | None = None) -> FadeMea
     small = _thumbnail(image)
     lab = cv2.cvtColor(np.ascontiguousarray(small, dtype=np.float32), cv2.COLOR_RGB2Lab)
     pixels = lab.reshape(-1, 3)
+    luma = small.reshape(-1, 3) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     if region is not None:
         keep = cv2.resize(region.astype(np.uint8), small.shape[1::-1],
                           interpolation=cv2.INTER_NEAREST).reshape(-1) > 0
         if keep.sum() >= 64:
-            pixels = pixels[keep]
+            pixels, luma = pixels[keep], luma[keep]
     lightness = pixels[:, 0]
-    low, high = np.percentile(lightness, [0.5, 99.5]) / 100.0
+    low, high = np.percentile(luma, [0.5, 99.5])
     contrast_lost = float(np.clip(1.0 - (high - low), 0.0, 1.0))
     tone = analyse_tone(small).kind
     cast_a = cast_b = 0.0
