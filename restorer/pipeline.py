@@ -184,8 +184,9 @@ class Pipeline:
             start = 0.3 + 0.7 * index / len(todo)
             work = self._run_stage(stage, work, records, report, start, 0.7 / len(todo), run)
         final = work.image
-        if tone.kind != "colour" and final is not image:
-            final = _retone(final, image, tone)
+        reference, kept = _tone_reference(image, tone, records)
+        if kept.kind != "colour" and final is not reference:
+            final = _retone(final, reference, kept)
         report(1.0, "done")
         weights = {w: self._weight_versions.get(w, "unversioned")
                    for r in records for w in self.registry.spec(r.id).weights}
@@ -253,6 +254,16 @@ class _Run:
 
     overrides: Mapping[str, Mapping[str, Any]]
     user_mask: np.ndarray | None
+
+
+def _tone_reference(image: np.ndarray, tone: Tone, records: list[StageRecord]
+                    ) -> tuple[np.ndarray, Tone]:
+    """The photo whose tone the result keeps, and that tone: the input's, or once a tone stage
+    has restored it, that stage's output (or _retone would undo the restored tone)."""
+    toned = [r for r in records if r.kind == StageKind.TONE.value and r.image is not None]
+    if not toned:
+        return image, tone
+    return toned[-1].image, analyse_tone(toned[-1].image)
 
 
 #: Rows per band in _retone hold about this many pixels (bounds its temporaries).
