@@ -82,6 +82,7 @@ def parse_stages(text: str, pipeline: Pipeline, options: dict[str, dict[str, obj
     registry = pipeline.registry
     defaults = {StageKind.DETECT.value: pipeline.auto.detect,
                 StageKind.INPAINT.value: pipeline.auto.inpaint,
+                StageKind.TONE.value: "tone.restore",
                 StageKind.DEBLUR.value: "deblur.rl",
                 StageKind.FACE.value: "face.gfpgan"}
     planned = []

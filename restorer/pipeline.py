@@ -11,6 +11,7 @@ import numpy as np
 
 from restorer.errors import PlanError, RestorerError, StageError
 from restorer.imaging import validate_image, validate_mask
+from restorer.mount import find_print
 from restorer.planner import AutoMethods, Plan, PlannedStage, apply_user_mask, plan_auto
 from restorer.registry import Registry
 from restorer.stages.base import StageKind, StageOutput, TriageResult, Work
@@ -163,7 +164,8 @@ class Pipeline:
         records: list[StageRecord] = []
         work = Work(image=image, mask=mask)
         tone = analyse_tone(image)
-        run = _Run(overrides, mask if union else None)
+        region = find_print(image)
+        run = _Run(overrides, mask if union else None, region.mask if region.mounted else None)
 
         triage_spec = self.registry.spec(self.triage_id)
         if "mask" in triage_spec.requires and (work.mask is None or union):
@@ -184,8 +186,11 @@ class Pipeline:
             start = 0.3 + 0.7 * index / len(todo)
             work = self._run_stage(stage, work, records, report, start, 0.7 / len(todo), run)
         final = work.image
-        if tone.kind != "colour" and final is not image:
-            final = _retone(final, image, tone)
+        reference, kept = _tone_reference(image, tone, records)
+        if kept.kind != "colour" and final is not reference:
+            final = _retone(final, reference, kept)
+        if run.print_region is not None and final.shape == image.shape:
+            final = np.where(run.print_region[..., None], final, image)  # the mount as it was
         report(1.0, "done")
         weights = {w: self._weight_versions.get(w, "unversioned")
                    for r in records for w in self.registry.spec(r.id).weights}
@@ -238,6 +243,8 @@ class Pipeline:
                                    seconds=seconds, options=options, image=output.image, mask=output.mask,
                                    info=dict(output.info)))
         mask = output.mask
+        if mask is not None and run.print_region is not None and spec.kind == StageKind.DETECT:
+            mask = mask & run.print_region  # the mount is never damage
         if mask is not None and run.user_mask is not None and spec.kind == StageKind.DETECT:
             mask = mask | run.user_mask
         return Work(
@@ -253,6 +260,17 @@ class _Run:
 
     overrides: Mapping[str, Mapping[str, Any]]
     user_mask: np.ndarray | None
+    print_region: np.ndarray | None = None  # bool (H, W), True on the print; None: no mount
+
+
+def _tone_reference(image: np.ndarray, tone: Tone, records: list[StageRecord]
+                    ) -> tuple[np.ndarray, Tone]:
+    """The photo whose tone the result keeps, and that tone: the input's, or once a tone stage
+    has restored it, that stage's output (or _retone would undo the restored tone)."""
+    toned = [r for r in records if r.kind == StageKind.TONE.value and r.image is not None]
+    if not toned:
+        return image, tone
+    return toned[-1].image, analyse_tone(toned[-1].image)
 
 
 #: Rows per band in _retone hold about this many pixels (bounds its temporaries).

@@ -20,6 +20,7 @@ from restorer.stages.face import GfpganFace
 from restorer.stages.inpaint import BiharmonicInpainter, NavierStokesInpainter, TeleaInpainter
 from restorer.stages.inpaint_exemplar import ExemplarInpainter
 from restorer.stages.inpaint_gan import LearnedInpainter
+from restorer.stages.tone_restore import ToneRestore
 from restorer.stages.triage import HeuristicTriage
 from restorer.stages.triage_net import NetTriage
 
@@ -137,6 +138,7 @@ def default_registry(
         StageEntry(LearnedInpainter.spec, weighted(
             LearnedInpainter.spec,
             lambda path: LearnedInpainter(path(LearnedInpainter.spec.weights[0]), device=device))),
+        StageEntry(ToneRestore.spec, ToneRestore),
         StageEntry(RichardsonLucyDeblur.spec, RichardsonLucyDeblur),
         StageEntry(GfpganFace.spec,
                    weighted(GfpganFace.spec, lambda path: GfpganFace(path, device=device))),

@@ -35,12 +35,15 @@ class StageKind(str, enum.Enum):
     TRIAGE = "triage"
     DETECT = "detect"
     INPAINT = "inpaint"
+    TONE = "tone"
     DEBLUR = "deblur"
     FACE = "face"
+    COLOUR = "colour"
 
     @property
     def rank(self) -> int:
-        """Position in the fixed run order (triage < detect < inpaint < deblur < face)."""
+        """Position in the fixed run order (triage < detect < inpaint < tone < deblur < face <
+        colour)."""
         return list(StageKind).index(self)
 
 

@@ -1,0 +1,81 @@
+"""How faded a print looks: contrast lost and colour cast, as a probability for triage.
+
+``measure_fade`` reads a photo's tonal range (the luma, Rec. 601 weights of the sRGB values, that
+the darkest and the lightest 0.5 % reach: the space fading lifts and lowers) and the cast of its highlights (mean a*, b* of the lightest tenth, where a
+faded colour print shows its aged dyes). Toned and grayscale prints are judged on contrast only:
+sepia is a tone, not a fault. Part A's triage takes ``fade_probability`` as its "faded" label.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from restorer.tone import ToneKind, _thumbnail, analyse_tone
+
+__all__ = ["FadeMeasure", "measure_fade", "fade_probability"]
+
+#: Logistic calibration of the fade score (see bench/tone.py): score = contrast_lost +
+#: cast / _CAST_SCALE; probability 0.5 at _THRESHOLD, slope _SLOPE per unit of score.
+_CAST_SCALE = 120.0
+_THRESHOLD = 0.40
+_SLOPE = 25.0
+
+
+@dataclass(frozen=True)
+class FadeMeasure:
+    """A photo's fade.
+
+    ``probability`` in [0, 1] that the print is faded or cast; ``contrast_lost`` in [0, 1]
+    (1 - the share of the luma range the print spans); ``black``, ``white`` in [0, 1]: the luma
+    of its darkest and lightest 0.5 %; ``cast_a``, ``cast_b``: CIELAB a*, b* of its highlights
+    (0 for toned and grayscale prints); ``cast`` their length; ``tone``: colour, grayscale or
+    toned.
+    """
+
+    probability: float
+    contrast_lost: float
+    black: float
+    white: float
+    cast_a: float
+    cast_b: float
+    tone: ToneKind
+
+    @property
+    def cast(self) -> float:
+        """Size of the highlight cast in CIELAB units."""
+        return math.hypot(self.cast_a, self.cast_b)
+
+
+def measure_fade(image: np.ndarray, region: np.ndarray | None = None) -> FadeMeasure:
+    """Measure float32 (H, W, 3) [0, 1] ``image`` (only where bool (H, W) ``region`` is True:
+    e.g. the print without its mount)."""
+    small = _thumbnail(image)
+    lab = cv2.cvtColor(np.ascontiguousarray(small, dtype=np.float32), cv2.COLOR_RGB2Lab)
+    pixels = lab.reshape(-1, 3)
+    luma = small.reshape(-1, 3) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    if region is not None:
+        keep = cv2.resize(region.astype(np.uint8), small.shape[1::-1],
+                          interpolation=cv2.INTER_NEAREST).reshape(-1) > 0
+        if keep.sum() >= 64:
+            pixels, luma = pixels[keep], luma[keep]
+    lightness = pixels[:, 0]
+    low, high = np.percentile(luma, [0.5, 99.5])
+    contrast_lost = float(np.clip(1.0 - (high - low), 0.0, 1.0))
+    tone = analyse_tone(small).kind
+    cast_a = cast_b = 0.0
+    if tone == "colour":
+        bright = pixels[lightness >= np.percentile(lightness, 90.0)]
+        cast_a, cast_b = float(bright[:, 1].mean()), float(bright[:, 2].mean())
+    score = contrast_lost + math.hypot(cast_a, cast_b) / _CAST_SCALE
+    probability = 1.0 / (1.0 + math.exp(-_SLOPE * (score - _THRESHOLD)))
+    return FadeMeasure(float(probability), contrast_lost, float(low), float(high), cast_a, cast_b,
+                       tone)
+
+
+def fade_probability(image: np.ndarray) -> float:
+    """The probability in [0, 1] that float32 (H, W, 3) ``image`` is faded (triage's label)."""
+    return measure_fade(image).probability
