@@ -68,3 +68,35 @@ def to_srgb(rgb: np.ndarray, primaries: np.ndarray, gamma: float) -> np.ndarray:
     srgb_linear = np.clip(linear @ (np.linalg.inv(SRGB_D50) @ primaries).T, 0, 1)
     return np.where(srgb_linear <= 0.0031308, srgb_linear * 12.92,
                     1.055 * srgb_linear ** (1 / 2.4) - 0.055)
+
+
+def _lab16(lab: np.ndarray) -> bytes:
+    """CIELAB (L in [0, 100], a and b in [-128, 127]) in the ICC v2 16-bit Lab encoding."""
+    l_value = round(lab[0] / 100.0 * 0xFF00)
+    a_value, b_value = (round((v + 128.0) * 256.0) for v in lab[1:])
+    return struct.pack(">HHH", *(int(np.clip(v, 0, 0xFFFF)) for v in (l_value, a_value, b_value)))
+
+
+def cmyk_profile(name: str, corners: dict[tuple[int, int, int, int], tuple[float, float, float]]
+                 ) -> bytes:
+    """The bytes of an ICC v2 CMYK output profile whose A2B0 table maps each corner of the
+    CMYK cube (0 or 1 per ink) to the CIELAB colour ``corners`` gives (a 2-point grid)."""
+    grid = b"".join(_lab16(np.asarray(corners[(c, m, y, k)]))
+                    for c in (0, 1) for m in (0, 1) for y in (0, 1) for k in (0, 1))
+    identity = b"".join(_s15(1.0 if i == j else 0.0) for i in range(3) for j in range(3))
+    ramp = struct.pack(">HH", 0, 0xFFFF)
+    lut = (b"mft2\0\0\0\0" + struct.pack(">BBBB", 4, 3, 2, 0) + identity
+           + struct.pack(">HH", 2, 2) + ramp * 4 + grid + ramp * 3)
+    tags = [(b"desc", _desc(name)), (b"wtpt", _xyz(D50)), (b"A2B0", lut),
+            (b"cprt", b"text\0\0\0\0No copyright, test data\0")]
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for signature, body in tags:
+        body += b"\0" * (-len(body) % 4)
+        table += signature + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    size = offset + len(data)
+    header = (struct.pack(">I", size) + b"lcms" + struct.pack(">I", 0x02100000) + b"prtr"
+              + b"CMYKLab " + b"\0" * 12 + b"acsp" + b"\0" * 24 + struct.pack(">I", 0)
+              + b"".join(_s15(v) for v in D50) + b"\0" * 48)
+    return header + struct.pack(">I", len(tags)) + table + data

@@ -119,3 +119,33 @@ def test_cmyk_jpeg_is_read_as_rgb(tmp_path):
     Image.fromarray(photo_array(SIZE)).convert("CMYK").save(source, quality=95)
     photo = load_photo(source)
     assert photo.image.shape == SIZE[::-1] + (3,) and not photo.grey
+
+
+def _press(c: int, m: int, y: int, k: int) -> np.ndarray:
+    """A warm, low-contrast press: cream paper, a brown-black K (sRGB in [0, 1])."""
+    inks = np.array([(1 - c * 0.9) * (1 - k * 0.85), (1 - m * 0.85) * (1 - k * 0.85),
+                     (1 - y * 0.8) * (1 - k * 0.8)])
+    return inks * np.array([0.97, 0.95, 0.88])
+
+
+def test_cmyk_with_a_profile_is_converted_through_it(tmp_path):
+    from skimage.color import rgb2lab
+
+    from icc_support import cmyk_profile
+
+    corners = {(c, m, y, k): tuple(rgb2lab(_press(c, m, y, k)[None, None],
+                                           illuminant="D50")[0, 0])
+               for c in (0, 1) for m in (0, 1) for y in (0, 1) for k in (0, 1)}
+    inks = np.zeros(SIZE[::-1] + (4,), np.uint8)
+    inks[:, : SIZE[0] // 2, 3] = 255  # left half: full black ink
+    inks[:, SIZE[0] // 2:, 1:3] = 255  # right half: magenta + yellow (a red)
+    source = tmp_path / "press.jpg"
+    Image.fromarray(inks, mode="CMYK").save(source, quality=100,
+                                            icc_profile=cmyk_profile("Test press", corners))
+    photo = load_photo(source)
+    assert photo.profile == "Test press"
+    got = photo.image[SIZE[1] // 2, [SIZE[0] // 4, 3 * SIZE[0] // 4]] * 255
+    expected = np.array([_press(0, 0, 0, 1), _press(0, 1, 1, 0)]) * 255
+    naive = np.array([[0, 0, 0], [255, 0, 0]])  # Pillow's conversion without the profile
+    assert np.abs(got - expected).max() <= 15, got
+    assert np.abs(got - naive).max() >= 30, got
