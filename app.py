@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from restorer import (ImageLimits, Pipeline, PlannedStage, RestoreResult, RestorerError,  # noqa: E402
-                      StageKind, load_image, load_mask, plan_manual)
+                      StageKind, TriageResult, load_image, load_mask, plan_manual)
 from restorer.backends import return_large_blocks_to_the_system  # noqa: E402
 from restorer.imaging import (check_defect_mask, mask_to_image, outline_boxes,  # noqa: E402
                               overlay_mask, to_uint8)
@@ -96,6 +96,14 @@ def _choices(pipeline: Pipeline, kind: StageKind) -> list[tuple[str, str]]:
     return out
 
 
+def _damage_labels(triage: TriageResult) -> str:
+    """Each measured damage label with its own confidence (several may be high at once)."""
+    if not triage.labels:
+        return ""
+    shown = ", ".join(f"{name} {p:.0%}" for name, p in triage.labels.items())
+    return f" (independent labels: {shown})"
+
+
 def _outputs(result: RestoreResult) -> tuple[Any, ...]:
     """Turn a result into the page's output values (uint8 arrays at full resolution)."""
     before, after = to_uint8(result.input), to_uint8(result.image)
@@ -103,8 +111,8 @@ def _outputs(result: RestoreResult) -> tuple[Any, ...]:
     if mask is None:
         mask = np.zeros(result.image.shape[:2], bool)
     labels = dict(result.triage.confidences) if result.triage else {}
-    heading = (f"**Triage ({result.triage.method})**: {result.triage.label}. "
-               if result.triage else "")
+    heading = (f"**Triage ({result.triage.method})**: {result.triage.label}"
+               f"{_damage_labels(result.triage)}. " if result.triage else "")
     used = "inpainted" if result.inpainted else "found, not inpainted"
     note = (f"{heading}Stages: {', '.join(result.plan.ids) or 'none'} "
             f"({result.message}). "

@@ -76,6 +76,8 @@ class RestoreResult:
         return {
             "labels": dict(self.triage.confidences) if self.triage else None,
             "label": self.triage.label if self.triage else None,
+            "damage_labels": dict(self.triage.labels) if self.triage else None,
+            "damage_found": sorted(self.triage.found) if self.triage else None,
             "triage_method": self.triage.method if self.triage else None,
             "triage_scores": dict(self.triage.scores) if self.triage else None,
             "plan": list(self.plan.ids),
@@ -118,7 +120,8 @@ class Pipeline:
     def auto_stage_ids(self) -> list[str]:
         """The stages Auto mode may run (triage first), each once."""
         auto = self.auto
-        ids = [self.triage_id, auto.detect, auto.inpaint, auto.deblur, auto.face]
+        ids = [self.triage_id, auto.detect, auto.inpaint, auto.large_inpaint, auto.tone,
+               auto.deblur, auto.face]
         return list(dict.fromkeys(i for i in ids if i is not None))
 
     def check_options(self, options: Mapping[str, Mapping[str, Any]],

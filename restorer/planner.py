@@ -2,7 +2,7 @@
 
 ``plan_auto`` turns a triage into a plan; ``plan_manual`` validates a user's choice. Both refuse
 impossible requests with a PlanError that says why. The run order is fixed by stage kind:
-detect, inpaint, deblur, face (inpainting before face restoration measured better).
+detect, inpaint, tone, deblur, face (inpainting before face restoration measured better).
 """
 
 from __future__ import annotations
@@ -44,27 +44,56 @@ class Plan:
 
 @dataclass(frozen=True)
 class AutoMethods:
-    """The stage Auto mode uses for each kind; None means that kind is skipped."""
+    """The stage Auto mode uses for each kind; None means that kind is skipped.
+
+    ``large_inpaint`` fills photos with large holes (torn: tears, missing corners, edge loss);
+    None falls back to ``inpaint`` and the plan's reason says large holes need a large-hole
+    inpainter. ``tone`` runs when triage finds the photo faded.
+    """
 
     detect: str = "detect.morph"
     inpaint: str = "inpaint.telea"
     deblur: str | None = "deblur.rl"
     face: str | None = None
+    large_inpaint: str | None = None
+    tone: str | None = None
+
+
+#: Labels that Auto repairs by detection and inpainting, with the words its reason uses.
+_INPAINTED = {"cracked": "cracks", "creased": "creases", "torn": "tears or missing parts",
+              "spotted": "spots or stains"}
 
 
 def plan_auto(triage: TriageResult, methods: AutoMethods = AutoMethods()) -> Plan:
-    """Plan from ``triage``: cracked -> detect + inpaint; blurred -> deblur (+ face)."""
+    """Plan from ``triage.found``: cracked / creased / spotted / torn -> detect + inpaint (torn:
+    the large-hole inpainter when there is one); faded -> tone; blurred -> deblur (+ face).
+    Order: detect, inpaint, tone, deblur, face."""
+    found = triage.found
     stages: list[PlannedStage] = []
-    if triage.cracked:
-        stages += [PlannedStage(methods.detect), PlannedStage(methods.inpaint)]
-    if triage.blurred:
+    notes: list[str] = []
+    if any(label in found for label in _INPAINTED):
+        inpaint = methods.inpaint
+        if "torn" in found:
+            if methods.large_inpaint is not None:
+                inpaint = methods.large_inpaint
+            else:
+                notes.append(f"large holes need a large-hole inpainter; {methods.inpaint} "
+                             "fills them from their edges only")
+        stages += [PlannedStage(methods.detect), PlannedStage(inpaint)]
+    if "faded" in found and methods.tone is not None:
+        stages.append(PlannedStage(methods.tone))
+    if "blurred" in found:
         stages += [PlannedStage(s) for s in (methods.deblur, methods.face) if s is not None]
+    if not stages and "faded" in found:
+        return Plan((), "triage found fading, but no tone stage is available here: nothing "
+                        "was changed")
     if not stages:
         return Plan((), "the photo looks clean: nothing to repair (choose stages in Manual mode "
                         "to force them)")
-    found = " and ".join(w for w, flag in (("cracks", triage.cracked), ("blur", triage.blurred))
-                         if flag)
-    return Plan(tuple(stages), f"triage found {found}")
+    words = [w for label, w in (*_INPAINTED.items(), ("faded", "fading"), ("blurred", "blur"))
+             if label in found and (label != "faded" or methods.tone is not None)]
+    reason = f"triage found {' and '.join(words)}"
+    return Plan(tuple(stages), "; ".join([reason, *notes]))
 
 
 def plan_manual(

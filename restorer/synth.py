@@ -24,6 +24,7 @@ __all__ = [
     "DefectSample",
     "defects",
     "network_alpha",
+    "jagged_path",
     "scratch_alpha",
     "aged_defects",
     "age",
@@ -315,14 +316,14 @@ def network_alpha(
     chosen = edges[rng.random(len(edges)) < rng.uniform(*keep)]
     line_width = rng.uniform(*width)
     for x0, y0, x1, y1 in chosen:
-        path = _jagged(np.array([x0, y0]), np.array([x1, y1]), rng)
+        path = jagged_path(np.array([x0, y0]), np.array([x1, y1]), rng)
         pts = (path * _SUPER).round().astype(np.int32).reshape(-1, 1, 2)
         thickness = max(1, int(round(line_width * rng.uniform(0.7, 1.3) * _SUPER)))
         cv2.polylines(canvas, [pts], False, 255, thickness, cv2.LINE_AA)
     return _coverage(canvas, (height, width_px))
 
 
-def _jagged(start: np.ndarray, end: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def jagged_path(start: np.ndarray, end: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Points (N, 2) of a jagged path from ``start`` to ``end`` by midpoint displacement."""
     path = np.stack([start, end]).astype(np.float64)
     roughness = rng.uniform(0.04, 0.1)

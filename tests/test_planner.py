@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from restorer import AutoMethods, PlanError, PlannedStage, default_registry, plan_auto, plan_manual
+from restorer.stages.base import DAMAGE_LABELS, TriageResult
 from restorer.stages.triage import triage_from_scores
 
 SPECS = {s.id: s for s in default_registry().specs()}
@@ -66,3 +68,56 @@ def test_manual_refusals(stages, kwargs, message):
 
 def test_manual_inpaint_with_user_mask():
     assert plan_manual(["inpaint.biharmonic"], SPECS, has_mask=True).ids == ("inpaint.biharmonic",)
+
+
+def _labelled(**labels: float) -> TriageResult:
+    """A triage whose independent labels are ``labels`` (blurred/cracked decisions follow)."""
+    return TriageResult(confidences={}, blurred=labels.get("blurred", 0.0) >= 0.5,
+                        cracked=labels.get("cracked", 0.0) >= 0.5, method="fixed", labels=labels)
+
+
+@pytest.mark.parametrize("label", ["cracked", "creased", "spotted", "torn"])
+def test_auto_inpaints_every_line_spot_or_hole_label(label):
+    assert plan_auto(_labelled(**{label: 0.9})).ids == ("detect.morph", "inpaint.telea")
+
+
+def test_auto_torn_uses_large_hole_inpainter_when_named():
+    methods = AutoMethods(large_inpaint="inpaint.lama")
+    assert plan_auto(_labelled(torn=0.8, cracked=0.9), methods).ids == ("detect.morph",
+                                                                          "inpaint.lama")
+    # Thin damage alone keeps the ordinary inpainter.
+    assert plan_auto(_labelled(cracked=0.9), methods).ids == ("detect.morph", "inpaint.telea")
+
+
+def test_auto_torn_without_large_hole_inpainter_says_so():
+    plan = plan_auto(_labelled(torn=0.8))
+    assert plan.ids == ("detect.morph", "inpaint.telea")
+    assert "large holes need a large-hole inpainter" in plan.reason
+
+
+def test_auto_faded_runs_tone_in_order():
+    methods = AutoMethods(tone="tone.restore", face="face.gfpgan")
+    plan = plan_auto(_labelled(faded=0.7, spotted=0.6, blurred=0.9), methods)
+    assert plan.ids == ("detect.morph", "inpaint.telea", "tone.restore", "deblur.rl",
+                        "face.gfpgan")
+    assert "fading" in plan.reason and "spots" in plan.reason
+
+
+def test_auto_faded_without_tone_stage_changes_nothing_and_says_why():
+    plan = plan_auto(_labelled(faded=0.9))
+    assert plan.stages == () and "no tone stage" in plan.reason
+
+
+def test_auto_low_confidences_and_unmeasured_labels_leave_photo_alone():
+    assert plan_auto(_labelled(cracked=0.2, creased=0.49, torn=0.1)).stages == ()
+    assert plan_auto(_labelled()).stages == ()
+
+
+def test_triage_reports_independent_labels():
+    triage = triage_from_scores(2.5, 0.02)
+    assert set(triage.labels) == {"blurred", "cracked"} <= set(DAMAGE_LABELS)
+    assert triage.found == {"blurred", "cracked"}
+    assert "faded" not in triage.labels  # not measured: absent, not a made-up number
+    faded = triage_from_scores(0.3, 0.0, image=np.zeros((8, 8, 3), np.float32),
+                               fade=lambda image: 0.8)
+    assert faded.labels["faded"] == pytest.approx(0.8) and faded.found == {"faded"}

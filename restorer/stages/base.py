@@ -21,12 +21,17 @@ __all__ = [
     "Stage",
     "ProgressFn",
     "TRIAGE_LABELS",
+    "DAMAGE_LABELS",
 ]
 
 #: Progress callback: fraction in [0, 1] of the current stage, and a short description.
 ProgressFn = Callable[[float, str], None]
 
 TRIAGE_LABELS: tuple[str, ...] = ("clean", "blurred", "cracked", "blurred+cracked")
+#: Independent damage labels, several at once (TriageResult.labels): cracked = cracks,
+#: scratches, silvering; creased = creases, folds; torn = tears, missing corners, edge loss;
+#: spotted = spots, foxing, stains, mould, dust; faded = fading, colour cast.
+DAMAGE_LABELS: tuple[str, ...] = ("blurred", "cracked", "creased", "torn", "spotted", "faded")
 
 
 class StageKind(str, enum.Enum):
@@ -188,7 +193,8 @@ class TriageResult:
     """Damage labels with confidences.
 
     ``confidences`` maps each of TRIAGE_LABELS to a probability (they sum to 1); ``blurred``
-    and ``cracked`` are the decisions Auto mode plans from; ``scores`` holds the raw measures.
+    and ``cracked`` are the blur and crack decisions; ``labels`` the independent per-label
+    probabilities; :attr:`found` what Auto plans from; ``scores`` holds the raw measures.
     """
 
     confidences: Mapping[str, float]
@@ -196,6 +202,19 @@ class TriageResult:
     cracked: bool
     method: str
     scores: Mapping[str, float] = field(default_factory=dict)
+    labels: Mapping[str, float] = field(default_factory=dict)
+    """Independent probability in [0, 1] of each of DAMAGE_LABELS that was measured (several
+    may be high at once; a label absent was not measured, which is not the same as 0)."""
+
+    @property
+    def found(self) -> frozenset[str]:
+        """The damage labels Auto plans from: ``labels`` at >= 0.5, and the blurred and
+        cracked decisions."""
+        found = {name for name, p in self.labels.items() if p >= 0.5}
+        found.discard("blurred")
+        found.discard("cracked")
+        return frozenset(found | {n for n, on in (("blurred", self.blurred),
+                                                   ("cracked", self.cracked)) if on})
 
     @property
     def label(self) -> str:

@@ -26,6 +26,7 @@ from restorer.ops import luminance
 from restorer.stages.base import (Option, ProgressFn, StageKind, StageOutput, StageSpec,
                                   TriageResult, Work)
 from restorer.stages.deblur import estimate_blur_sigma
+from restorer.stages.triage_labels import FadeMeasure, label_probabilities
 
 __all__ = ["HeuristicTriage", "triage_from_scores", "blur_sigma_at_view"]
 
@@ -53,8 +54,11 @@ def triage_from_scores(
     *,
     blur_centre: float = 1.3,
     crack_centre: float = 0.01,
+    image: np.ndarray | None = None,
+    fade: FadeMeasure | None = None,
 ) -> TriageResult:
-    """Map a blur sigma (px at the 1024 px view) and a defect fraction to a TriageResult."""
+    """Map a blur sigma (px at the 1024 px view) and a defect fraction to a TriageResult;
+    its ``labels`` add "faded" from ``fade`` of ``image`` when both are given."""
     p_blur = _logistic(blur_sigma, blur_centre, 0.12)
     p_crack = _logistic(math.log10(max(defect_fraction, 1e-6)), math.log10(crack_centre), 0.2)
     confidences = {
@@ -69,6 +73,7 @@ def triage_from_scores(
         cracked=p_crack >= 0.5,
         method="heuristic",
         scores={"blur_sigma": round(blur_sigma, 3), "defect_fraction": round(defect_fraction, 5)},
+        labels=label_probabilities(p_blur, p_crack, image, fade),
     )
 
 
@@ -88,6 +93,9 @@ class HeuristicTriage:
                                                help="flagged share called cracked")},
     )
 
+    def __init__(self, fade: FadeMeasure | None = None) -> None:
+        self.fade = fade
+
     def run(self, work: Work, options: Mapping[str, Any], progress: ProgressFn) -> StageOutput:
         if work.mask is None:
             raise PlanError("the heuristic triage needs a defect mask from the detect stage")
@@ -97,5 +105,7 @@ class HeuristicTriage:
             float(work.mask.mean()),
             blur_centre=float(options["blur_centre"]),
             crack_centre=float(options["crack_centre"]),
+            image=work.image,
+            fade=self.fade,
         )
         return StageOutput(triage=result, info=dict(result.scores))

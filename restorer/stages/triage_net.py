@@ -53,6 +53,7 @@ from restorer.stages.base import (ProgressFn, StageKind, StageOutput, StageSpec,
                                   Work)
 from restorer.stages.deblur import estimate_blur_sigmas
 from restorer.stages.detect_learned import SegNet, load_segnet, segnet_probability
+from restorer.stages.triage_labels import FadeMeasure, label_probabilities
 from restorer.weights import sha256_file
 
 __all__ = ["VIEW_SIZE", "WORK_SIDE", "VIEW_COUNT", "WEIGHT_ID", "SEGNET_ID", "FUSION_ID",
@@ -243,8 +244,10 @@ def _views(image: np.ndarray, work: np.ndarray, tile: bool) -> np.ndarray:
     return np.clip(np.stack(views), 0.0, 1.0).astype(np.float32)
 
 
-def labels_from_probabilities(p_blur: float, p_crack: float, method: str) -> TriageResult:
-    """The four-label TriageResult of independent blur and crack probabilities in [0, 1]."""
+def labels_from_probabilities(p_blur: float, p_crack: float, method: str,
+                              labels: Mapping[str, float] | None = None) -> TriageResult:
+    """The four-label TriageResult of independent blur and crack probabilities in [0, 1];
+    ``labels`` its independent labels (default: blurred and cracked from the same)."""
     confidences = {
         "clean": (1 - p_blur) * (1 - p_crack),
         "blurred": p_blur * (1 - p_crack),
@@ -253,7 +256,8 @@ def labels_from_probabilities(p_blur: float, p_crack: float, method: str) -> Tri
     }
     return TriageResult(confidences=confidences, blurred=p_blur >= 0.5, cracked=p_crack >= 0.5,
                         method=method,
-                        scores={"p_blur": round(p_blur, 4), "p_crack": round(p_crack, 4)})
+                        scores={"p_blur": round(p_blur, 4), "p_crack": round(p_crack, 4)},
+                        labels=label_probabilities(p_blur, p_crack) if labels is None else labels)
 
 
 def fitted_on(segnet_path: Path, model_path: Path) -> dict[str, str]:
@@ -366,7 +370,8 @@ class NetTriage:
         weights=(WEIGHT_ID, SEGNET_ID, FUSION_ID),
     )
 
-    def __init__(self, weight_path: WeightPath) -> None:
+    def __init__(self, weight_path: WeightPath, fade: FadeMeasure | None = None) -> None:
+        self.fade = fade
         segnet_path, model_path = weight_path(SEGNET_ID), weight_path(WEIGHT_ID)
         self.network = TriageNetwork(model_path, segnet_path)
         self.fusion = load_fusion(weight_path(FUSION_ID), segnet_path, model_path)
@@ -382,7 +387,9 @@ class NetTriage:
     def run(self, work: Work, options: Mapping[str, Any], progress: ProgressFn) -> StageOutput:
         progress(0.0, "looking for blur and cracks")
         measured = self.measure(work.image)
-        result = labels_from_probabilities(*fuse(self.fusion, measured), method="net")
+        p_blur, p_crack = fuse(self.fusion, measured)
+        result = labels_from_probabilities(p_blur, p_crack, method="net", labels=label_probabilities(
+            p_blur, p_crack, work.image, self.fade))
         info = {**result.scores, "net_p_blur": round(measured.p_blur, 4),
                 "net_p_crack": round(measured.p_crack, 4),
                 "blur_sigma": round(measured.blur_sigma, 3),
