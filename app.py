@@ -65,9 +65,25 @@ class FaceChoice:
     upscale: int | str
 
     def options(self) -> dict[str, Any]:
-        """Stage options for the face stage."""
-        return {"fidelity": float(self.fidelity), "faces": self.faces,
-                "min_size": int(self.min_size or 0), "upscale": int(self.upscale)}
+        """Stage options for the face stage, as sent (the stage's spec checks them)."""
+        upscale = self.upscale
+        if isinstance(upscale, str) and upscale.strip().isdigit():
+            upscale = int(upscale)  # a radio button's value may arrive as text
+        return {"fidelity": self.fidelity, "faces": self.faces,
+                "min_size": 0 if self.min_size is None else self.min_size, "upscale": upscale}
+
+
+MODES = ("Auto", "Manual")
+
+
+def _page_error(exc: Exception, action: str) -> gr.Error:
+    """The message the page shows for ``exc``; never a traceback, never in the log with the
+    uploaded file's name (gradio prints a traceback for errors unless told not to)."""
+    if isinstance(exc, RestorerError):
+        return gr.Error(str(exc), print_exception=False)
+    log.error("%s failed with an internal error (%s)", action, type(exc).__name__)
+    return gr.Error(f"Internal error while trying to {action} ({type(exc).__name__}); please "
+                    "try again or report it.", print_exception=False)
 
 
 def _choices(pipeline: Pipeline, kind: StageKind) -> list[tuple[str, str]]:
@@ -275,11 +291,11 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
 
     def load(photo: str | dict | None, request: gr.Request | None) -> np.ndarray:
         if not photo:
-            raise gr.Error("Upload a photo first.")
+            raise RestorerError("Upload a photo first.")
         path = upload(photo, request)
         if not Path(path).is_file():
-            raise gr.Error(f"The uploaded photo is no longer on the server (uploads are kept "
-                           f"{settings.keep_minutes:g} minutes): upload it again.")
+            raise RestorerError(f"The uploaded photo is no longer on the server (uploads are "
+                                f"kept {settings.keep_minutes:g} minutes): upload it again.")
         return load_image(path, limits=limits)
 
     def run(image: np.ndarray, plan, mask, progress: gr.Progress) -> tuple[Any, ...]:
@@ -293,7 +309,10 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
 
     def manual_plan(kinds: list[str], detect_id: str, sensitivity: float, inpaint_id: str,
                     deblur_id: str, face: FaceChoice, has_mask: bool):
-        chosen = {"detect": PlannedStage(detect_id, {"sensitivity": float(sensitivity)}),
+        unknown = [k for k in kinds if k not in KINDS]
+        if unknown:
+            raise RestorerError(f"unknown stage kind '{unknown[0]}': use {', '.join(KINDS)}")
+        chosen = {"detect": PlannedStage(detect_id, {"sensitivity": sensitivity}),
                   "inpaint": PlannedStage(inpaint_id), "deblur": PlannedStage(deblur_id),
                   "face": PlannedStage(face.stage_id, face.options())}
         return plan_manual([chosen[k] for k in KINDS if k in kinds], specs, has_mask=has_mask)
@@ -304,9 +323,12 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
         """Restore a photo. mode: "Auto" (triage decides) or "Manual" (run the ticked kinds).
 
         Face options (Manual, kind "face"): fidelity 0..1 (0 keeps the input face), which faces
-        ("all", "centre" or "large" = at least ``min_face`` px), upscale 1, 2 or 4.
+        ("all", "centre" or "large" = at least ``min_face`` px), upscale 1, 2 or 4. A given
+        mask replaces detection (the CLI's default ``--mask-mode replace``).
         """
         try:
+            if mode not in MODES:
+                raise RestorerError(f"unknown mode '{mode}': use Auto or Manual")
             image = load(photo, request)
             mask = (None if not mask_file
                     else load_mask(upload(mask_file, request), shape=image.shape[:2],
@@ -317,8 +339,8 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
                 plan = manual_plan(kinds or [], detect_id, sensitivity, inpaint_id, deblur_id,
                                    face, mask is not None)
             return run(image, plan, mask, progress)
-        except RestorerError as exc:
-            raise gr.Error(str(exc)) from None
+        except Exception as exc:
+            raise _page_error(exc, "restore the photo") from None
 
     def inpaint_with_editor(photo, editor, inpaint_id, request: gr.Request,
                             progress=gr.Progress()):
@@ -330,17 +352,16 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
             check_defect_mask(mask)
             plan = plan_manual([inpaint_id], specs, has_mask=True)
             return run(image, plan, mask, progress)
-        except RestorerError as exc:
-            raise gr.Error(str(exc)) from None
+        except Exception as exc:
+            raise _page_error(exc, "inpaint with the painted mask") from None
 
     def detect(photo, detect_id, sensitivity, request: gr.Request, progress=gr.Progress()):
         """Find defects only: triage labels and the defect mask; the photo is not changed."""
         try:
-            plan = plan_manual([PlannedStage(detect_id, {"sensitivity": float(sensitivity)})],
-                               specs)
+            plan = plan_manual([PlannedStage(detect_id, {"sensitivity": sensitivity})], specs)
             return run(load(photo, request), plan, None, progress)
-        except RestorerError as exc:
-            raise gr.Error(str(exc)) from None
+        except Exception as exc:
+            raise _page_error(exc, "find the defects") from None
 
     with gr.Blocks(title="restorer: old photo restoration") as demo:
         gr.Markdown("# restorer\nUpload a scan of an old photo. **Auto** finds what is wrong "
@@ -373,7 +394,8 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
                         min_face = gr.Number(64, precision=0, minimum=16,
                                              label="'large' = at least (px)")
                         upscale = gr.Radio([1, 2, 4], value=1, label="Upscale")
-                    mask_file = gr.Image(label="Defect mask to use (optional, white = defect)",
+                    mask_file = gr.Image(label="Defect mask to use instead of detection "
+                                               "(optional: any non-black pixel is a defect)",
                                          type="filepath", image_mode=None, height=160)
                 with gr.Row():
                     detect_button = gr.Button("Find defects")
@@ -469,6 +491,7 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Build the pipeline once and serve the page."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up lines
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return_large_blocks_to_the_system()
     # A stop request (docker stop, systemd) shuts down like Ctrl-C: gradio closes cleanly.

@@ -9,20 +9,19 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
-import tempfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
-from restorer import weights_cli
+from restorer import files, weights_cli
 from restorer.backends import DEVICE_HELP, return_large_blocks_to_the_system
-from restorer.errors import RestorerError
-from restorer.imaging import ImageLimits, load_image, load_mask, save_image, save_mask
+from restorer.errors import ExitCode, OutputPathError, RestorerError, Terminated, exit_code
+from restorer.imaging import ImageLimits
+from restorer.jobs import JobSettings, Outputs, check_outputs, restore_file
 from restorer.pipeline import Pipeline, RestoreResult
-from restorer.planner import PlannedStage, plan_manual
+from restorer.planner import MASK_MODES, PlannedStage, plan_manual
 from restorer.service import DEVICE_ENV, ServiceConfig, build_pipeline
 from restorer.stages.base import StageKind
 
@@ -55,7 +54,14 @@ def build_parser() -> argparse.ArgumentParser:
                          metavar="STAGE.OPTION=VALUE",
                          help="stage option, e.g. detect.morph.sensitivity=0.7 (repeatable)")
     restore.add_argument("--mask", type=Path, default=None,
-                         help="defect mask to use instead of detection (white = defect)")
+                         help="your defect mask: any non-black pixel (or, with transparency, "
+                              "any opaque pixel) is a defect")
+    restore.add_argument("--mask-mode", choices=MASK_MODES, default="replace",
+                         help="replace: your --mask is used instead of detection (default); "
+                              "union: detection runs too and either marks a defect")
+    restore.add_argument("--bits", choices=("same", "8"), default="same",
+                         help="same: a 16-bit scan comes back 16-bit in .png/.tif (default); "
+                              "8: always 8 bits per channel")
     restore.add_argument("--mask-out", type=Path, default=None,
                          help="write the defect mask used (white = defect); a folder in batch mode")
     restore.add_argument("--report", type=Path, default=None,
@@ -113,94 +119,140 @@ def _parse_options(items: Sequence[str]) -> dict[str, dict[str, object]]:
     return options
 
 
-def _write_json(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(data, handle, indent=2)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _restore_one(args: argparse.Namespace, pipeline: Pipeline, source: Path, target: Path,
-                 mask_out: Path | None, report_out: Path | None) -> RestoreResult:
-    limits = ImageLimits(max_pixels=args.max_pixels)
-    image = load_image(source, limits=limits)
-    mask = None if args.mask is None else load_mask(args.mask, shape=image.shape[:2], limits=limits)
+def _settings(args: argparse.Namespace, pipeline: Pipeline) -> JobSettings:
+    """The job settings of ``restore``'s flags, every option checked before any work."""
     options = _parse_options(args.options)
-    plan = None
+    stages = None
     if args.mode == "manual":
         if not args.stages:
             raise RestorerError("--mode manual needs --stages, e.g. --stages detect,inpaint")
-        stages = parse_stages(args.stages, pipeline, options)
+        stages = tuple(parse_stages(args.stages, pipeline, options))
         specs = {s.id: s for s in pipeline.registry.specs()}
-        plan = plan_manual(stages, specs, has_mask=mask is not None)
+        pipeline.check_options(options, plan_manual(stages, specs, has_mask=True))
     elif args.stages:
         raise RestorerError("--stages is for --mode manual")
-    if options:
-        raise RestorerError(f"--set names stage(s) not in the plan: {', '.join(options)}")
-    result = pipeline.run(image, plan, mask=mask)
-    save_image(result.image, target)
-    if mask_out is not None:
-        used = result.mask if result.inpainted else None
-        save_mask(np.zeros(result.image.shape[:2], bool) if used is None else used, mask_out)
-    if report_out is not None:
-        _write_json(report_out, {"input": str(source), "output": str(target), **result.report()})
-    return result
+    else:
+        pipeline.check_options(options)
+    return JobSettings(stages=stages, options=options, mask=args.mask, mask_mode=args.mask_mode,
+                       limits=ImageLimits(max_pixels=args.max_pixels), bits=args.bits)
+
+
+def _summary(target: Path, result: RestoreResult) -> str:
+    label = result.triage.label if result.triage else "-"
+    line = (f"{target}: {label}; stages: {', '.join(result.plan.ids) or 'none'} "
+            f"({sum(result.timings.values()):.2f} s)")
+    if result.mask_source:
+        line += f"; mask: {result.mask_source}"
+    if result.options_unused:
+        line += f"; options not used (stage did not run): {', '.join(result.options_unused)}"
+    return line
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
+    if args.max_pixels <= 0:
+        raise RestorerError("--max-pixels must be a positive number of pixels")
+    if args.input.is_dir():
+        sources = _folder_photos(args)
+    else:
+        if args.output.is_dir():
+            raise OutputPathError(f"'{args.output}' is a folder; give an output file name "
+                                  "(or a folder as input for batch mode)")
+        sources = []
+        check_outputs([args.input] + ([args.mask] if args.mask else []),
+                      Outputs(args.output, args.mask_out, args.report))
     config = ServiceConfig(offline=os.environ.get("HF_HUB_OFFLINE") == "1")
     if args.device is not None:
         config = replace(config, device=args.device)
     pipeline = build_pipeline(config)
+    settings = _settings(args, pipeline)
     if args.input.is_dir():
-        return _restore_folder(args, pipeline)
-    if args.output.is_dir():
-        raise RestorerError(f"'{args.output}' is a folder; give an output file name "
-                            "(or a folder as input for batch mode)")
-    result = _restore_one(args, pipeline, args.input, args.output, args.mask_out, args.report)
-    label = result.triage.label if result.triage else "-"
-    print(f"{args.output}: {label}; stages: {', '.join(result.plan.ids) or 'none'} "
-          f"({sum(result.timings.values()):.2f} s)")
-    return 0
+        return _restore_folder(args, pipeline, settings, sources)
+    result = restore_file(pipeline, args.input, Outputs(args.output, args.mask_out, args.report),
+                          settings)
+    print(_summary(args.output, result))
+    return ExitCode.DONE
 
 
-def _restore_folder(args: argparse.Namespace, pipeline: Pipeline) -> int:
-    from tqdm import tqdm
-
+def _folder_photos(args: argparse.Namespace) -> list[Path]:
+    """The photos of ``args.input``, with the output folders checked (before any work)."""
     if args.mask is not None:
         raise RestorerError("--mask applies to a single photo, not a folder")
-    sources = sorted(p for p in args.input.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    try:
+        sources = sorted(p for p in args.input.iterdir()
+                         if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    except OSError as exc:
+        raise RestorerError(f"cannot list folder '{args.input}': {exc.strerror}") from None
     if not sources:
         raise RestorerError(f"no photos ({', '.join(sorted(IMAGE_SUFFIXES))}) in '{args.input}'")
-    for folder in (args.output, args.mask_out, args.report):
-        if folder is not None:
-            folder.mkdir(parents=True, exist_ok=True)
+    # One folder may hold all three: the names differ (.png, .mask.png, .json).
+    for folder in (f for f in (args.output, args.mask_out, args.report) if f is not None):
+        files.check_writable_folder(folder, create=True)
+    return sources
+
+
+def _folder_outputs(args: argparse.Namespace, source: Path, stems: set[str]) -> Outputs:
+    """Output names of ``source`` in the output folders; a stem shared by two inputs
+    (a.jpg, a.png) keeps the input's extension in the name (a.jpg.png)."""
+    stem = source.name if source.stem in stems else source.stem
+    return Outputs(args.output / f"{stem}.png",
+                   args.mask_out / f"{stem}.mask.png" if args.mask_out else None,
+                   args.report / f"{stem}.json" if args.report else None)
+
+
+def _restore_folder(args: argparse.Namespace, pipeline: Pipeline, settings: JobSettings,
+                    sources: list[Path]) -> int:
+    from tqdm import tqdm
+
+    counts: dict[str, int] = {}
+    for source in sources:
+        counts[source.stem] = counts.get(source.stem, 0) + 1
+    shared = {stem for stem, n in counts.items() if n > 1}
     failures = 0
     for source in tqdm(sources, desc="restoring", unit="photo"):
-        target = args.output / f"{source.stem}.png"
         try:
-            _restore_one(args, pipeline, source, target,
-                         args.mask_out / f"{source.stem}.mask.png" if args.mask_out else None,
-                         args.report / f"{source.stem}.json" if args.report else None)
+            restore_file(pipeline, source, _folder_outputs(args, source, shared), settings)
         except RestorerError as exc:
             failures += 1
             tqdm.write(f"{source.name}: {exc}", file=sys.stderr)
     print(f"{len(sources) - failures} of {len(sources)} photos restored into {args.output}")
-    return 1 if failures else 0
+    if not failures:
+        return ExitCode.DONE
+    return ExitCode.FAILED if failures == len(sources) else ExitCode.PARTIAL
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
+    # TensorFlow's C++ start-up lines (absl, cpu_feature_guard) are not restorer's messages;
+    # set here, at the edge, before anything imports TensorFlow.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     return_large_blocks_to_the_system()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return int(args.func(args))
+    except KeyboardInterrupt:
+        print("interrupted: stopped before finishing; no partial file was left", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    except Terminated:
+        print("terminated: stopped before finishing; no partial file was left", file=sys.stderr)
+        return ExitCode.TERMINATED
     except RestorerError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
+    except OSError as exc:
+        print(f"error: {exc.strerror or exc}"
+              + (f": '{exc.filename}'" if exc.filename else ""), file=sys.stderr)
+        return ExitCode.FAILED
+    except Exception as exc:  # a bug: one line, not a traceback; -v logs the traceback
+        log.debug("unexpected failure", exc_info=True)
+        print(f"error: internal error ({type(exc).__name__}: {exc}); run again with -v and "
+              "report it", file=sys.stderr)
+        return ExitCode.FAILED
+    finally:
+        signal.signal(signal.SIGTERM, previous)

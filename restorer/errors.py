@@ -41,6 +41,18 @@ class WeightsIntegrityError(WeightsError):
     """A weight file's size or sha256 does not match the manifest."""
 
 
+class OutputPathError(RestorerError, ValueError):
+    """An output path is refused before any work (it is an input, a folder, not writable...)."""
+
+
+class OutputError(RestorerError, OSError):
+    """A file could not be written (permission denied, read-only folder, disk full)."""
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived; raised by the command line's signal handler so clean-ups run."""
+
+
 class ExitCode(enum.IntEnum):
     """Exit status of every command-line subcommand (documented in the README)."""
 
@@ -57,3 +69,14 @@ class ExitCode(enum.IntEnum):
     """Interrupted with Ctrl-C (SIGINT)."""
     TERMINATED = 143
     """Stopped by SIGTERM."""
+
+
+def exit_code(error: BaseException) -> ExitCode:
+    """The documented exit status for a run that ended with ``error``."""
+    if isinstance(error, KeyboardInterrupt):
+        return ExitCode.INTERRUPTED
+    if isinstance(error, Terminated):
+        return ExitCode.TERMINATED
+    if isinstance(error, (StageError, StageUnavailableError, WeightsError, OutputError)):
+        return ExitCode.FAILED
+    return ExitCode.REFUSED

@@ -7,27 +7,33 @@ once; everything that leaves as a file is written here, atomically.
 
 from __future__ import annotations
 
-import io
 import os
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence, Union
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-from restorer.errors import ImageInputError
+from restorer import files
+from restorer.codec import (DEFAULT_LIMITS, HIGH_DEPTH, WRITABLE, ImageLimits, check_dimensions,
+                            decode, encode)
+from restorer.errors import ImageInputError, OutputPathError
 
 __all__ = [
     "ImageLimits",
     "ImageSource",
+    "Photo",
+    "load_photo",
     "load_image",
     "load_mask",
     "to_uint8",
     "save_image",
     "save_mask",
+    "encode_image",
+    "encode_mask",
+    "check_output_extension",
     "mask_to_image",
     "overlay_mask",
     "outline_boxes",
@@ -38,30 +44,26 @@ __all__ = [
 
 ImageSource = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
-#: Formats Pillow may decode for us. Anything else (SVG, HTML, PDF...) is refused up front.
-_ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "MPO", "TIFF", "BMP", "WEBP", "GIF", "PPM", "TGA",
-                              "AVIF"})
-#: ISO-BMFF brands of HEIC/HEIF files (as phones save them), which Pillow cannot decode.
-_HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs",
-                          b"mif1", b"msf1", b"heif"})
-_SUPPORTED = "PNG, JPEG, TIFF, WebP, AVIF, BMP, GIF"
-
-
 @dataclass(frozen=True)
-class ImageLimits:
-    """Upper bounds on what is accepted, checked before any pixel is decoded.
+class Photo:
+    """A loaded photo: ``image`` float32 (H, W, 3) RGB in [0, 1]; ``bits`` (8 or 16) and
+    ``grey`` describe the file, so that the result can be written the same way; ``profile``
+    names the ICC profile converted to sRGB on load (None when untagged or sRGB)."""
 
-    ``max_pixels`` counts width x height; ``max_bytes`` is the encoded file size;
-    ``min_side`` refuses images too small to restore.
-    """
-
-    max_pixels: int = 64_000_000
-    max_bytes: int = 100 * 1024 * 1024
-    min_side: int = 16
-    max_aspect: float = 50.0
+    image: np.ndarray
+    bits: int = 8
+    grey: bool = False
+    profile: str | None = None
 
 
-DEFAULT_LIMITS = ImageLimits()
+def load_photo(source: ImageSource, *, limits: ImageLimits = DEFAULT_LIMITS) -> Photo:
+    """Load ``source`` like :func:`load_image`, keeping what the file was (bits, grey, profile)."""
+    if isinstance(source, (np.ndarray, Image.Image)):
+        return Photo(load_image(source, limits=limits))
+    decoded = decode(source, limits)
+    image = _array_to_rgb(decoded.pixels)
+    check_dimensions((image.shape[1], image.shape[0]), limits)
+    return Photo(image, decoded.bits, decoded.grey, decoded.profile)
 
 
 def load_image(source: ImageSource, *, limits: ImageLimits = DEFAULT_LIMITS) -> np.ndarray:
@@ -70,7 +72,8 @@ def load_image(source: ImageSource, *, limits: ImageLimits = DEFAULT_LIMITS) -> 
     Parameters
     ----------
     source : path, bytes, PIL image or ndarray
-        A file path or encoded bytes (EXIF orientation is applied), a PIL image, or an array
+        A file path or encoded bytes (EXIF orientation is applied, an ICC profile converted to
+        sRGB, 16-bit files read at 16 bits), a PIL image, or an array
         (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) of uint8, uint16 or float in [0, 1].
     limits : ImageLimits
         Size limits checked before decoding.
@@ -83,25 +86,26 @@ def load_image(source: ImageSource, *, limits: ImageLimits = DEFAULT_LIMITS) -> 
     if isinstance(source, np.ndarray):
         image = _array_to_rgb(source)
     elif isinstance(source, Image.Image):
-        _check_dimensions(source.size, limits)
+        check_dimensions(source.size, limits)
         image = _pil_to_rgb(source)
     else:
-        pil = _open(source, limits)
-        try:
-            image = _pil_to_rgb(_decode(pil))
-        finally:
-            pil.close()
-    _check_dimensions((image.shape[1], image.shape[0]), limits)
+        image = _array_to_rgb(decode(source, limits).pixels)
+    check_dimensions((image.shape[1], image.shape[0]), limits)
     return image
+
+
+MASK_THRESHOLD = 0.125
+"""A mask pixel is a defect when its brightest colour channel (or its alpha, in a mask with
+transparency) is above this: any non-black colour counts, JPEG noise in black does not."""
 
 
 def load_mask(
     source: ImageSource, *, shape: tuple[int, int], limits: ImageLimits = DEFAULT_LIMITS
 ) -> np.ndarray:
-    """Load a defect mask (white/opaque = defect) and check it matches ``shape`` (H, W).
+    """Load a defect mask and check it matches ``shape`` (H, W); returns bool (H, W).
 
-    Returns a bool (H, W) array. A mask with an alpha channel uses alpha > 0 where the colour
-    channels are uniform (a painted layer); otherwise luminance > 0.5.
+    Any non-black pixel is a defect, whatever its colour (the brightest channel over
+    MASK_THRESHOLD). A mask with a varying alpha channel (a painted layer) uses the alpha.
     """
     if isinstance(source, np.ndarray) and source.dtype == bool:
         mask = source
@@ -110,15 +114,12 @@ def load_mask(
     else:
         # Any size may be read: the comparison with ``shape`` below says what is wrong.
         raw = _raw_array(source, replace(limits, min_side=1, max_aspect=float("inf")))
-        if raw.ndim == 3 and raw.shape[2] in (2, 4):
-            alpha = raw[..., -1]
-            colour = raw[..., :-1]
-            if float(alpha.min()) < float(alpha.max()):
-                mask = alpha > 0
-            else:
-                mask = _luminance_of(colour) > 0.5
+        if raw.ndim == 3 and raw.shape[2] in (2, 4) and float(raw[..., -1].min()) < \
+                float(raw[..., -1].max()):
+            mask = raw[..., -1] > MASK_THRESHOLD
         else:
-            mask = _luminance_of(raw) > 0.5
+            colour = raw[..., :3 if raw.shape[2] >= 3 else 1] if raw.ndim == 3 else raw
+            mask = (colour.max(axis=2) if colour.ndim == 3 else colour) > MASK_THRESHOLD
     if mask.shape != tuple(shape):
         raise ImageInputError(
             f"the mask is {mask.shape[1]}x{mask.shape[0]} pixels but the photo is "
@@ -216,139 +217,58 @@ def outline_boxes(
     return out
 
 
-def save_image(image: np.ndarray, path: str | os.PathLike) -> Path:
-    """Write a float (H, W, 3) image as an 8-bit file, atomically (PNG, JPEG, TIFF, WebP).
+def check_output_extension(path: str | os.PathLike) -> str:
+    """The lower-case extension of ``path`` if a photo can be written there, else
+    OutputPathError naming the ones that can."""
+    ext = Path(path).suffix.lower()
+    if ext not in WRITABLE:
+        raise OutputPathError(f"cannot write '{Path(path).name}': unknown extension "
+                              f"'{ext or '(none)'}', use one of {', '.join(sorted(WRITABLE))}")
+    return ext
+
+
+def encode_image(image: np.ndarray, ext: str, *, bits: int = 8, grey: bool = False) -> bytes:
+    """Float (H, W, 3) [0, 1] ``image`` as the bytes of a ``ext`` file (".png", ".jpg"...).
+
+    ``bits`` 16 is kept where the format allows it (PNG, TIFF), else 8 is written; ``grey``
+    writes one channel when the image is neutral grey (a grey scan stays a grey file).
+    """
+    ext = check_output_extension(f"x{ext}")
+    if grey and float(np.ptp(image, axis=2).max()) <= 1.0 / 512.0:
+        image = image[..., :1]
+    if bits == 16 and ext in HIGH_DEPTH:
+        pixels = np.round(np.clip(image, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    else:
+        pixels = to_uint8(image)
+    return encode(pixels[..., 0] if pixels.shape[-1] == 1 else pixels, ext)
+
+
+def encode_mask(mask: np.ndarray, ext: str = ".png") -> bytes:
+    """Bool (H, W) ``mask`` as the bytes of an 8-bit grey ``ext`` file (white = defect)."""
+    return encode(mask_to_image(mask), check_output_extension(f"x{ext}"))
+
+
+def save_image(image: np.ndarray, path: str | os.PathLike, *, bits: int = 8,
+               grey: bool = False) -> Path:
+    """Write a float (H, W, 3) image atomically (PNG, JPEG, TIFF, WebP, BMP); see
+    :func:`encode_image` for ``bits`` and ``grey``.
 
     The file appears complete or not at all: it is written to a temporary file beside the
     target and renamed.
     """
-    return _save_array(to_uint8(image), path)
+    target = Path(path)
+    data = encode_image(image, check_output_extension(target), bits=bits, grey=grey)
+    return files.write_bytes(target, data)
 
 
 def save_mask(mask: np.ndarray, path: str | os.PathLike) -> Path:
     """Write a bool (H, W) mask as an 8-bit grayscale file (white = defect), atomically."""
-    return _save_array(mask_to_image(mask), path)
+    target = Path(path)
+    return files.write_bytes(target, encode_mask(mask, check_output_extension(target)))
 
 
 # --------------------------------------------------------------------------------------------
 # internals
-
-
-def _save_array(array: np.ndarray, path: str | os.PathLike) -> Path:
-    target = Path(path)
-    ext = target.suffix.lower()
-    formats = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF",
-               ".webp": "WEBP", ".bmp": "BMP"}
-    if ext not in formats:
-        raise ImageInputError(
-            f"cannot write '{target.name}': unknown extension '{ext}', use one of "
-            + ", ".join(sorted(formats))
-        )
-    if not target.parent.is_dir():
-        raise ImageInputError(f"cannot write '{target}': folder '{target.parent}' does not exist")
-    options = {"quality": 95} if formats[ext] in ("JPEG", "WEBP") else {}
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=ext, dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            Image.fromarray(array).save(handle, format=formats[ext], **options)
-        os.chmod(tmp_name, 0o644)  # mkstemp makes 0600; a saved photo is an ordinary file
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return target
-
-
-def _open(source: str | os.PathLike | bytes, limits: ImageLimits) -> Image.Image:
-    """Open (not decode) an encoded image, checking file size, format and dimensions."""
-    if isinstance(source, (bytes, bytearray)):
-        size = len(source)
-        name = "the uploaded data"
-        stream: io.BytesIO | str = io.BytesIO(bytes(source))
-    else:
-        path = Path(source)
-        name = f"'{path.name}'"
-        if not path.is_file():
-            raise ImageInputError(f"{name} does not exist or is not a file")
-        size = path.stat().st_size
-        stream = str(path)
-    if size == 0:
-        raise ImageInputError(f"{name} is empty (0 bytes)")
-    if size > limits.max_bytes:
-        raise ImageInputError(
-            f"{name} is {size / 2**20:.1f} MB, over the {limits.max_bytes / 2**20:.0f} MB limit"
-        )
-    try:
-        pil = Image.open(stream)
-    except UnidentifiedImageError:
-        if _is_heif(source):
-            raise ImageInputError(f"{name} is a HEIC/HEIF photo, which this app cannot read: "
-                                  f"export or convert it to JPEG or PNG first") from None
-        raise ImageInputError(
-            f"{name} is not an image this app can read (supported: {_SUPPORTED})"
-        ) from None
-    except Image.DecompressionBombError:
-        raise ImageInputError(
-            f"{name} declares far more than the {limits.max_pixels / 1e6:.0f} megapixels "
-            "this app accepts (a decompression bomb or a huge scan); it was refused before "
-            "decoding: downscale it first") from None
-    except OSError as exc:
-        raise ImageInputError(f"{name} is damaged or truncated, or not an image this app can "
-                              f"read ({exc})") from None
-    if pil.format not in _ALLOWED_FORMATS:
-        pil.close()
-        raise ImageInputError(f"{name} is in {pil.format} format, which this app does not "
-                              f"accept (supported: {_SUPPORTED})")
-    try:
-        _check_dimensions(pil.size, limits)
-    except ImageInputError:
-        pil.close()
-        raise
-    return pil
-
-
-def _is_heif(source: str | os.PathLike | bytes) -> bool:
-    """True when ``source`` starts like an ISO-BMFF file of a HEIC/HEIF brand."""
-    if isinstance(source, (bytes, bytearray)):
-        head = bytes(source[:32])
-    else:
-        with open(source, "rb") as handle:
-            head = handle.read(32)
-    if head[4:8] != b"ftyp":
-        return False
-    brands = {head[i:i + 4] for i in range(8, len(head) - 3, 4)}
-    return bool(brands & _HEIF_BRANDS) and b"avif" not in brands
-
-
-def _decode(pil: Image.Image) -> Image.Image:
-    """Decode pixels (first frame of animations) and apply EXIF orientation."""
-    try:
-        if getattr(pil, "n_frames", 1) > 1:
-            pil.seek(0)
-        pil.load()
-        return ImageOps.exif_transpose(pil)
-    except Image.DecompressionBombError as exc:
-        raise ImageInputError(f"image refused as a decompression bomb: {exc}") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageInputError(f"the image file is damaged or truncated ({exc})") from None
-
-
-def _check_dimensions(size: tuple[int, int], limits: ImageLimits) -> None:
-    width, height = size
-    if width * height > limits.max_pixels:
-        raise ImageInputError(
-            f"the image is {width}x{height} = {width * height / 1e6:.1f} megapixels, over the "
-            f"{limits.max_pixels / 1e6:.0f} MP limit: downscale it first"
-        )
-    if min(width, height) < limits.min_side:
-        raise ImageInputError(
-            f"the image is {width}x{height} pixels; at least {limits.min_side} pixels per side "
-            "are needed"
-        )
-    if max(width, height) / min(width, height) > limits.max_aspect:
-        raise ImageInputError(
-            f"the image is {width}x{height} pixels, an aspect ratio over {limits.max_aspect:.0f}:1"
-        )
 
 
 def _raw_array(source: ImageSource, limits: ImageLimits) -> np.ndarray:
@@ -357,11 +277,7 @@ def _raw_array(source: ImageSource, limits: ImageLimits) -> np.ndarray:
         return _normalise_dtype(source)
     if isinstance(source, Image.Image):
         return _normalise_dtype(np.asarray(_pil_mode_for_array(source)))
-    pil = _open(source, limits)
-    try:
-        return _normalise_dtype(np.asarray(_pil_mode_for_array(_decode(pil))))
-    finally:
-        pil.close()
+    return _normalise_dtype(decode(source, limits).pixels)
 
 
 def _pil_mode_for_array(pil: Image.Image) -> Image.Image:
@@ -427,11 +343,3 @@ def _array_to_rgb(array: np.ndarray) -> np.ndarray:
     else:
         raise ImageInputError(f"unsupported image shape {array.shape}: expected H x W (x 1/3/4)")
     return np.ascontiguousarray(rgb, dtype=np.float32)
-
-
-def _luminance_of(array: np.ndarray) -> np.ndarray:
-    if array.ndim == 2:
-        return array
-    if array.shape[2] == 1:
-        return array[..., 0]
-    return array[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)

@@ -9,11 +9,11 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from restorer.errors import RestorerError, StageError
+from restorer.errors import PlanError, RestorerError, StageError
 from restorer.imaging import validate_image, validate_mask
-from restorer.planner import AutoMethods, Plan, PlannedStage, plan_auto
+from restorer.planner import AutoMethods, Plan, PlannedStage, apply_user_mask, plan_auto
 from restorer.registry import Registry
-from restorer.stages.base import StageOutput, TriageResult, Work
+from restorer.stages.base import StageKind, StageOutput, TriageResult, Work
 from restorer.tone import Tone, analyse_tone, apply_tone
 
 __all__ = ["StageRecord", "RestoreResult", "Pipeline", "PipelineProgress"]
@@ -43,7 +43,9 @@ class RestoreResult:
     """Everything a run produced.
 
     ``image`` is the final float32 (H, W, 3) [0, 1] photo; ``mask`` the bool (H, W) defect mask
-    (detected or given; None when there was none), which was inpainted when ``inpainted``.
+    (detected or given; None when there was none), which was inpainted when ``inpainted``;
+    ``mask_source`` says where it came from: "detected", "user" or "user+detected".
+    ``options_unused`` names stages given options that did not run.
     """
 
     input: np.ndarray
@@ -55,6 +57,8 @@ class RestoreResult:
     weights: Mapping[str, str]
     tone: Tone
     message: str
+    mask_source: str | None = None
+    options_unused: tuple[str, ...] = ()
 
     @property
     def inpainted(self) -> bool:
@@ -82,6 +86,8 @@ class RestoreResult:
             "tone": self.tone.kind,
             "defect_fraction": float(self.mask.mean()) if self.mask is not None else 0.0,
             "inpainted": self.inpainted,
+            "mask_source": self.mask_source,
+            "options_unused": list(self.options_unused),
             "size": [int(self.image.shape[1]), int(self.image.shape[0])],
             "message": self.message,
         }
@@ -108,54 +114,95 @@ class Pipeline:
         self.auto = auto
         self._weight_versions = dict(weight_versions or {})
 
+    def auto_stage_ids(self) -> list[str]:
+        """The stages Auto mode may run (triage first), each once."""
+        auto = self.auto
+        ids = [self.triage_id, auto.detect, auto.inpaint, auto.deblur, auto.face]
+        return list(dict.fromkeys(i for i in ids if i is not None))
+
+    def check_options(self, options: Mapping[str, Mapping[str, Any]],
+                      plan: Plan | None = None) -> None:
+        """Refuse ``options`` (stage id -> {name: value}) for stages that cannot run under
+        ``plan`` (None: Auto) or whose values a stage does not accept; before any work."""
+        allowed = self.auto_stage_ids() if plan is None else \
+            [self.triage_id, self.auto.detect, *plan.ids]
+        for stage_id, values in options.items():
+            if stage_id not in allowed:
+                where = "Auto may run" if plan is None else "this plan runs"
+                raise PlanError(f"options given for '{stage_id}', which never runs here ("
+                                f"{where}: {', '.join(dict.fromkeys(allowed))})")
+            self.registry.spec(stage_id).resolve_options(values)
+
     def run(
         self,
         image: np.ndarray,
         plan: Plan | None = None,
         *,
         mask: np.ndarray | None = None,
+        mask_mode: str = "replace",
+        options: Mapping[str, Mapping[str, Any]] | None = None,
         progress: PipelineProgress | None = None,
     ) -> RestoreResult:
         """Restore float32 (H, W, 3) [0, 1] ``image``.
 
         ``plan`` None is Auto mode: triage decides. A user ``mask`` (bool (H, W)) replaces
-        detection. Raises StageError naming the stage that failed.
+        detection, or with ``mask_mode`` "union" is added to what detection finds (see
+        planner.apply_user_mask). ``options`` (stage id -> {name: value}) apply to those
+        stages whenever they run (checked first with :meth:`check_options`); a planned stage's
+        own options win. Raises StageError naming the stage that failed.
         """
         validate_image(image)
         if mask is not None:
             validate_mask(mask, image.shape[:2])
+        overrides = {k: dict(v) for k, v in (options or {}).items()}
+        self.check_options(overrides, plan)
+        if mask is not None:  # the mode is checked before any work
+            apply_user_mask(Plan((), ""), {}, mask_mode, None)
+        union = mask is not None and mask_mode == "union"
         report = progress or (lambda fraction, text: None)
         records: list[StageRecord] = []
         work = Work(image=image, mask=mask)
         tone = analyse_tone(image)
+        run = _Run(overrides, mask if union else None)
 
         triage_spec = self.registry.spec(self.triage_id)
-        if "mask" in triage_spec.requires and work.mask is None:
+        if "mask" in triage_spec.requires and (work.mask is None or union):
             detect = PlannedStage(self.auto.detect)
-            work = self._run_stage(detect, work, records, report, 0.0, 0.2)
-        work = self._run_stage(PlannedStage(self.triage_id), work, records, report, 0.2, 0.3)
+            work = self._run_stage(detect, work, records, report, 0.0, 0.2, run)
+        work = self._run_stage(PlannedStage(self.triage_id), work, records, report, 0.2, 0.3, run)
+        specs = {s.id: s for s in self.registry.specs()}
         if plan is None:
             plan = plan_auto(work.triage, self.auto)
+            if mask is not None:
+                plan = apply_user_mask(plan, specs, mask_mode, self.auto)
+        elif mask is not None:
+            plan = apply_user_mask(plan, specs, mask_mode, None)
         done = {(r.id, tuple(sorted(r.options.items()))) for r in records}
         todo = [s for s in plan.stages
-                if (s.id, tuple(sorted(self._options(s).items()))) not in done]
+                if (s.id, tuple(sorted(self._options(s, run).items()))) not in done]
         for index, stage in enumerate(todo):
             start = 0.3 + 0.7 * index / len(todo)
-            work = self._run_stage(stage, work, records, report, start, 0.7 / len(todo))
+            work = self._run_stage(stage, work, records, report, start, 0.7 / len(todo), run)
         final = work.image
         if tone.kind != "colour" and final is not image:
             final = _retone(final, image, tone)
         report(1.0, "done")
         weights = {w: self._weight_versions.get(w, "unversioned")
                    for r in records for w in self.registry.spec(r.id).weights}
+        detected = any(r.kind == StageKind.DETECT.value for r in records)
+        source = None if work.mask is None else (
+            ("user+detected" if detected else "user") if mask is not None else "detected")
+        ran = {r.id for r in records}
         return RestoreResult(
             input=image, image=final, mask=work.mask,
             triage=work.triage, plan=plan, stages=tuple(records), weights=weights, tone=tone,
-            message=plan.reason,
+            message=plan.reason, mask_source=source,
+            options_unused=tuple(i for i in overrides if i not in ran),
         )
 
-    def _options(self, planned: PlannedStage) -> dict[str, Any]:
-        return self.registry.spec(planned.id).resolve_options(planned.options)
+    def _options(self, planned: PlannedStage, run: _Run) -> dict[str, Any]:
+        merged = {**run.overrides.get(planned.id, {}), **planned.options}
+        return self.registry.spec(planned.id).resolve_options(merged)
 
     def _run_stage(
         self,
@@ -165,9 +212,10 @@ class Pipeline:
         report: PipelineProgress,
         start: float,
         span: float,
+        run: _Run,
     ) -> Work:
         spec = self.registry.spec(planned.id)
-        options = self._options(planned)
+        options = self._options(planned, run)
 
         def stage_progress(fraction: float, text: str) -> None:
             report(start + span * min(max(fraction, 0.0), 1.0), f"{spec.title}: {text}")
@@ -182,18 +230,29 @@ class Pipeline:
         except MemoryError:
             raise StageError(spec.id, "out of memory: try a smaller photo") from None
         except Exception as exc:  # a bug or a library failure inside one stage
-            log.exception("stage %s failed", spec.id)
+            log.debug("stage %s failed", spec.id, exc_info=True)
             raise StageError(spec.id, f"{type(exc).__name__}: {exc}") from exc
         seconds = time.perf_counter() - began
         log.info("stage %s took %.3f s", spec.id, seconds)
         records.append(StageRecord(id=spec.id, kind=spec.kind.value, title=spec.title,
                                    seconds=seconds, options=options, image=output.image, mask=output.mask,
                                    info=dict(output.info)))
+        mask = output.mask
+        if mask is not None and run.user_mask is not None and spec.kind == StageKind.DETECT:
+            mask = mask | run.user_mask
         return Work(
             image=work.image if output.image is None else output.image,
-            mask=work.mask if output.mask is None else output.mask,
+            mask=work.mask if mask is None else mask,
             triage=work.triage if output.triage is None else output.triage,
         )
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Per-call state of one run (the pipeline itself is shared between threads)."""
+
+    overrides: Mapping[str, Mapping[str, Any]]
+    user_mask: np.ndarray | None
 
 
 #: Rows per band in _retone hold about this many pixels (bounds its temporaries).

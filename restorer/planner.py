@@ -13,7 +13,12 @@ from typing import Any, Mapping, Sequence
 from restorer.errors import PlanError
 from restorer.stages.base import StageKind, StageSpec, TriageResult
 
-__all__ = ["PlannedStage", "Plan", "AutoMethods", "plan_auto", "plan_manual"]
+__all__ = ["PlannedStage", "Plan", "AutoMethods", "MASK_MODES", "plan_auto", "plan_manual",
+           "apply_user_mask"]
+
+MASK_MODES = ("replace", "union")
+"""What a user's mask does: "replace" detection (detect stages are skipped), or "union" with
+what detection finds (detection runs; a pixel is a defect when either marks it)."""
 
 
 @dataclass(frozen=True)
@@ -99,3 +104,37 @@ def plan_manual(
         mask_ready = mask_ready or "mask" in spec.produces
         previous = spec
     return Plan(tuple(planned), "chosen by hand")
+
+
+def apply_user_mask(plan: Plan, specs: Mapping[str, StageSpec], mode: str,
+                    methods: AutoMethods | None) -> Plan:
+    """``plan`` adjusted for a user's mask under ``mode`` (one of MASK_MODES).
+
+    "replace" drops detect stages; "union" keeps them (and, for an Auto plan, adds
+    ``methods.detect`` when missing). For an Auto plan (``methods`` given) the mask is the
+    user's statement that there are defects, so ``methods.inpaint`` is added when the plan has
+    no inpaint stage, even if triage found the photo clean.
+    """
+    if mode not in MASK_MODES:
+        raise PlanError(f"unknown mask mode '{mode}': use {' or '.join(MASK_MODES)}")
+    kinds = {s.id: specs[s.id].kind for s in plan.stages}
+    stages = [s for s in plan.stages if mode == "union" or kinds[s.id] != StageKind.DETECT]
+    notes = []
+    if len(stages) < len(plan.stages):
+        notes.append("detection skipped: your mask is used instead")
+    if methods is not None:
+        present = {kinds[s.id] for s in stages}
+        wanted = [(StageKind.INPAINT, methods.inpaint)]
+        if mode == "union":
+            wanted.insert(0, (StageKind.DETECT, methods.detect))
+        for kind, stage_id in wanted:
+            if kind not in present:
+                stages.append(PlannedStage(stage_id))
+                kinds[stage_id] = kind
+        stages.sort(key=lambda s: kinds[s.id].rank)
+    reason = plan.reason
+    if methods is not None and not plan.stages:
+        reason = "your mask marks defects"
+    if notes:
+        reason = f"{reason}; {'; '.join(notes)}"
+    return Plan(tuple(stages), reason)

@@ -105,9 +105,7 @@ def _first_available(registry: Registry, preference: tuple[str, ...]) -> str:
 
 def auto_stage_ids(pipeline: Pipeline) -> list[str]:
     """The stages Auto mode may run (triage first), each once."""
-    auto = pipeline.auto
-    ids = [pipeline.triage_id, auto.detect, auto.inpaint, auto.deblur, auto.face]
-    return list(dict.fromkeys(i for i in ids if i is not None))
+    return pipeline.auto_stage_ids()
 
 
 def warm_up(pipeline: Pipeline) -> threading.Thread:

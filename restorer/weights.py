@@ -32,6 +32,7 @@ from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from tqdm.auto import tqdm
 
+from restorer import files
 from restorer.errors import WeightsError, WeightsIntegrityError, WeightsMissingError
 
 if TYPE_CHECKING:
@@ -324,16 +325,9 @@ def sha256_file(path: Path) -> str:
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    """Write ``text`` to ``path`` atomically, creating its folder (restorer.files)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    files.write_text(path, text)
 
 
 def _pull_hint(entries: Sequence[WeightEntry]) -> str:

@@ -50,10 +50,10 @@ REFUSED = {
     # name: (file name, bytes, words the message must contain)
     "empty": ("empty.jpg", b"", "empty"),
     "text renamed jpg": ("notes.jpg", b"hello, this is text\n" * 20, "not an image"),
-    "html renamed jpg": ("page.jpg", b"<!doctype html><html><body>hi</body></html>", "not an image"),
+    "html renamed jpg": ("page.jpg", b"<!doctype html><html><body>hi</body></html>", "an html page"),
     "svg": ("drawing.svg", b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>',
-            "not an image"),
-    "pdf": ("scan.pdf", b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF", "not an image"),
+            "an svg drawing"),
+    "pdf": ("scan.pdf", b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF", "a pdf document"),
     "truncated png": ("cut.png", _save(_photo(), "PNG")[:200], "damaged or truncated"),
     "truncated jpeg": ("cut.jpg", _save(_photo(size=(256, 256)), "JPEG")[:600],
                        "damaged or truncated"),

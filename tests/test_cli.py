@@ -77,7 +77,7 @@ def test_not_an_image_is_refused(tmp_path, capsys):
     fake = tmp_path / "fake.jpg"
     fake.write_text("<html>hello</html>")
     assert main(["restore", str(fake), "-o", str(tmp_path / "o.png")]) == 2
-    assert "not an image" in capsys.readouterr().err
+    assert "an HTML page, not a photo" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fake.jpg"]
 
 

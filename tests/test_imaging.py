@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from restorer.errors import ImageInputError
+from restorer.errors import ImageInputError, OutputPathError
 from restorer.imaging import (ImageLimits, load_image, load_mask, save_image, save_mask,
                               to_uint8)
 
@@ -90,8 +90,11 @@ def test_float_array_out_of_range_is_refused():
     "payload, message",
     [
         (b"", "empty"),
-        (b"<html><body>not an image</body></html>", "not an image"),
-        (b'<svg xmlns="http://www.w3.org/2000/svg"/>', "not an image"),
+        (b"<html><body>not an image</body></html>", "an HTML page, not a photo"),
+        (b'<svg xmlns="http://www.w3.org/2000/svg"/>', "an SVG drawing, not a raster photo"),
+        (b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg"/>', "an SVG drawing"),
+        (b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj", "a PDF document, not a raster photo"),
+        (b"GIF89a\x01", "not an image this app can read"),
     ],
 )
 def test_bad_bytes(payload, message):
@@ -148,7 +151,7 @@ def test_save_is_atomic_and_leaves_nothing_on_error(photos, tmp_path, monkeypatc
     target = tmp_path / "out.png"
     save_image(photos["coffee"], target)
     assert target.exists() and [p.name for p in tmp_path.iterdir()] == ["out.png"]
-    with pytest.raises(ImageInputError, match="extension"):
+    with pytest.raises(OutputPathError, match="extension"):
         save_image(photos["coffee"], tmp_path / "out.xyz")
 
     def broken_save(self, *args, **kwargs):
