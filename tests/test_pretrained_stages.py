@@ -225,3 +225,33 @@ def test_scratch_unet_keys_match_the_published_checkpoint_layout() -> None:
                 "up_path.3.conv_block.block.1.weight", "last.1.weight"):
         assert key in keys, key
     assert sum(p.numel() for p in ScratchUNet().parameters()) > 30_000_000
+
+
+# --------------------------------------------------------------------------------------- Auto
+def test_auto_picks_lama_when_its_file_is_present_and_telea_when_not(tmp_path: Path, lama_file: Path) -> None:
+    import dataclasses
+    import shutil
+
+    from restorer.service import ServiceConfig, build_pipeline
+    from restorer.weights import default_manifest_path, load_manifest
+
+    real = load_manifest(default_manifest_path())
+    weights_dir = tmp_path / "weights"
+    weights_dir.mkdir()
+    for entry in real:
+        if entry.bundled:
+            shutil.copy(default_manifest_path().parent / entry.local_name, weights_dir / entry.local_name)
+    offline = ServiceConfig(manifest=default_manifest_path(), weights_dir=weights_dir,
+                            cache_dir=tmp_path / "cache", offline=True, device="cpu")
+    assert build_pipeline(offline).auto.inpaint == "inpaint.telea"   # no big-lama.pt here
+
+    data = lama_file.read_bytes()
+    standin = dataclasses.replace(real.get("big_lama"), sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+                                  bundled=True)
+    manifest = tmp_path / "manifest.json"
+    Manifest(tuple(standin if e.id == "big_lama" else e for e in real)).save(manifest)
+    (weights_dir / "big-lama.pt").symlink_to(lama_file)
+    pipeline = build_pipeline(dataclasses.replace(offline, manifest=manifest))
+    assert pipeline.auto.inpaint == "inpaint.lama"
+    stage = pipeline.registry.build("inpaint.lama")
+    assert stage.entry.sha256 == standin.sha256   # the report records the manifest's revision and hash
