@@ -9,20 +9,26 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from restorer.errors import PlanError, StageUnavailableError
 from restorer.stages.base import Stage, StageKind, StageSpec
 from restorer.stages.deblur import RichardsonLucyDeblur
+from restorer.stages.deblur_nafnet import NafnetDeblur
 from restorer.stages.detect import MorphologicalDetector
 from restorer.stages.detect_learned import DescriptorDetector, SegmentationDetector
+from restorer.stages.detect_scratch import ScratchDetector
 from restorer.stages.face import GfpganFace
 from restorer.stages.inpaint import BiharmonicInpainter, NavierStokesInpainter, TeleaInpainter
 from restorer.stages.inpaint_exemplar import ExemplarInpainter
 from restorer.stages.inpaint_gan import LearnedInpainter
+from restorer.stages.inpaint_lama import LamaInpainter
 from restorer.stages.tone_restore import ToneRestore
 from restorer.stages.triage import HeuristicTriage
 from restorer.stages.triage_net import NetTriage
+
+if TYPE_CHECKING:
+    from restorer.weights import WeightEntry
 
 __all__ = ["StageEntry", "Registry", "default_registry"]
 
@@ -30,6 +36,8 @@ __all__ = ["StageEntry", "Registry", "default_registry"]
 WeightCheck = Callable[[str], bool]
 #: The verified local file of a manifest weight id (never downloads).
 WeightPath = Callable[[str], Path]
+#: The manifest entry of a weight id (its revision and sha256 go into published stages' reports).
+WeightEntryOf = Callable[[str], "WeightEntry"]
 
 
 @dataclass(frozen=True)
@@ -102,13 +110,18 @@ def default_registry(
     *,
     weight_check: WeightCheck | None = None,
     weight_path: WeightPath | None = None,
+    weight_entry: WeightEntryOf | None = None,
     device: str = "auto",
 ) -> Registry:
     """The stages restorer ships, as one explicit list.
 
     Stages with weights are built from ``weight_path`` files, on ``device`` ("auto", "cpu",
-    "cuda" or "cuda:N") when they run on torch.
+    "cuda" or "cuda:N") when they run on torch. ``weight_entry`` gives the published stages
+    their manifest entries (revision and sha256 for the report; None: not recorded).
     """
+
+    def entry_of(weight_id: str) -> WeightEntry | None:
+        return None if weight_entry is None else weight_entry(weight_id)
 
     def weighted(spec: StageSpec, build: Callable[[WeightPath], Stage]) -> Callable[[], Stage]:
         """Factory of a stage that loads weight files (resolved by ``weight_path``)."""
@@ -131,6 +144,8 @@ def default_registry(
         StageEntry(DescriptorDetector.spec, weighted(
             DescriptorDetector.spec,
             lambda path: DescriptorDetector(path(DescriptorDetector.spec.weights[0])))),
+        StageEntry(ScratchDetector.spec, weighted(ScratchDetector.spec, lambda path: ScratchDetector(
+            path("bopbtl_scratch"), path("detect_segnet"), entry=entry_of("bopbtl_scratch"), device=device))),
         StageEntry(NavierStokesInpainter.spec, NavierStokesInpainter),
         StageEntry(TeleaInpainter.spec, TeleaInpainter),
         StageEntry(BiharmonicInpainter.spec, BiharmonicInpainter),
@@ -138,8 +153,12 @@ def default_registry(
         StageEntry(LearnedInpainter.spec, weighted(
             LearnedInpainter.spec,
             lambda path: LearnedInpainter(path(LearnedInpainter.spec.weights[0]), device=device))),
+        StageEntry(LamaInpainter.spec, weighted(LamaInpainter.spec, lambda path: LamaInpainter(
+            path("big_lama"), entry=entry_of("big_lama"), device=device))),
         StageEntry(ToneRestore.spec, ToneRestore),
         StageEntry(RichardsonLucyDeblur.spec, RichardsonLucyDeblur),
+        StageEntry(NafnetDeblur.spec, weighted(NafnetDeblur.spec, lambda path: NafnetDeblur(
+            path("nafnet_gopro_w64"), entry=entry_of("nafnet_gopro_w64"), device=device))),
         StageEntry(GfpganFace.spec,
                    weighted(GfpganFace.spec, lambda path: GfpganFace(path, device=device))),
     ]

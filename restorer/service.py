@@ -30,6 +30,9 @@ FACE_STAGE = "face.gfpgan"
 TRIAGE_STAGES = ("triage.net", "triage.heuristic")
 """Triage stages in order of preference: the first whose weights are present is used."""
 DETECT_STAGES = ("detect.segnet", "detect.morph")
+INPAINT_STAGES = ("inpaint.lama", "inpaint.telea")
+"""Auto mode's inpainters: Big-LaMa when its file is present and verified (thin cracks still go
+to Telea inside it), else Telea (logged)."""
 """Auto mode's detectors in order of preference: the first whose weights are present is used."""
 
 
@@ -76,19 +79,20 @@ def build_pipeline(config: ServiceConfig | None = None) -> Pipeline:
     """
     config = ServiceConfig() if config is None else config
     store = build_store(config)
-    versions = {e.id: f"{e.repo_id}@{e.revision} sha256:{e.sha256[:12]}" for e in store.manifest}
+    versions = {e.id: f"{e.repo_id}@{e.revision} sha256:{(e.sha256 or 'unrecorded')[:12]}" for e in store.manifest}
     def available(weight_id: str) -> bool:
         # A manifest without the id (a custom one) simply lacks that stage.
         return weight_id in store.manifest.ids and store.is_available(weight_id)
 
     registry = default_registry(weight_check=available,
                                 weight_path=functools.partial(store.resolve, download=False),
-                                device=config.device)
+                                weight_entry=store.manifest.get, device=config.device)
     missing = registry.missing_weights(FACE_STAGE)
     if missing:
         log.info("Auto mode will not restore faces: weights %s are not available here",
                  ", ".join(missing))
     auto = AutoMethods(detect=_first_available(registry, DETECT_STAGES),
+                       inpaint=_first_available(registry, INPAINT_STAGES),
                        face=None if missing else FACE_STAGE)
     triage = _first_available(registry, TRIAGE_STAGES)
     return Pipeline(registry, triage_id=triage, auto=auto, weight_versions=versions)

@@ -70,7 +70,7 @@ PULL_COMMAND = "python -m restorer weights pull"
 STAMPS_FILENAME = "restorer-verified.json"
 """Name of the verified-stamp file kept in the store's state folder."""
 
-FORMATS = frozenset({"safetensors", "pth", "keras"})
+FORMATS = frozenset({"safetensors", "pth", "pt", "keras"})
 CARD_KEYS = frozenset({"data", "training_command", "metrics", "seed"})
 _ENTRY_FIELDS = (
     "id",
@@ -87,7 +87,7 @@ _ENTRY_FIELDS = (
     "bundled",
     "description",
 )
-_OPTIONAL_FIELDS = ("card",)
+_OPTIONAL_FIELDS = ("card", "licence_url", "architecture")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _COMMIT = re.compile(r"[0-9a-f]{40}")
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
@@ -107,8 +107,8 @@ class WeightEntry:
     filename: str
     local_name: str
     revision: str
-    sha256: str
-    size: int
+    sha256: str | None
+    size: int | None
     format: str
     licence: str
     stage: str
@@ -116,6 +116,10 @@ class WeightEntry:
     bundled: bool
     description: str
     card: Mapping[str, Any] | None = field(default=None, hash=False)
+    #: Where the licence text is published (third-party files).
+    licence_url: str | None = None
+    #: The architecture spandrel (or restorer's own loader) must report for this file.
+    architecture: str | None = None
 
     def __post_init__(self) -> None:
         problems = _entry_problems(self)
@@ -126,6 +130,13 @@ class WeightEntry:
     def is_pinned(self) -> bool:
         """True when ``revision`` is a 40-hex commit id (immutable), not a branch or tag."""
         return _COMMIT.fullmatch(self.revision) is not None
+
+    @property
+    def is_hashed(self) -> bool:
+        """True when the manifest records the file's sha256 and size. An entry without them
+        (no public source states them) is never used until ``weights lock`` records the
+        Hub's own hash of the file at a pinned commit."""
+        return self.sha256 is not None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> WeightEntry:
@@ -147,6 +158,9 @@ class WeightEntry:
         out["input_contract"] = None if self.input_contract is None else dict(self.input_contract)
         if self.card is not None:
             out["card"] = dict(self.card)
+        for name in ("licence_url", "architecture"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         return out
 
     @property
@@ -158,7 +172,7 @@ class WeightEntry:
 def _entry_problems(entry: WeightEntry) -> list[str]:
     """Every reason ``entry`` is invalid (empty when valid)."""
     problems: list[str] = []
-    for name in ("id", "repo_id", "filename", "local_name", "revision", "sha256", "format", "licence", "stage"):
+    for name in ("id", "repo_id", "filename", "local_name", "revision", "format", "licence", "stage"):
         if not isinstance(getattr(entry, name), str) or not getattr(entry, name).strip():
             problems.append(f"'{name}' must be a non-empty string")
     if problems:
@@ -172,10 +186,19 @@ def _entry_problems(entry: WeightEntry) -> list[str]:
         problems.append(f"'filename' must be a relative path inside the repo, got '{entry.filename}'")
     if "/" in entry.local_name or "\\" in entry.local_name or entry.local_name in (".", ".."):
         problems.append(f"'local_name' must be a plain file name, got '{entry.local_name}'")
-    if not _SHA256.fullmatch(entry.sha256):
+    if entry.sha256 is None or entry.size is None:
+        if entry.sha256 is not None or entry.size is not None or entry.bundled:
+            problems.append("'sha256' and 'size' may be null only together, for a published file whose hash "
+                            "no source states ('weights lock' records the Hub's)")
+    elif not isinstance(entry.sha256, str) or not _SHA256.fullmatch(entry.sha256):
         problems.append("'sha256' must be 64 lower-case hex digits")
-    if isinstance(entry.size, bool) or not isinstance(entry.size, int) or entry.size <= 0:
+    elif isinstance(entry.size, bool) or not isinstance(entry.size, int) or entry.size <= 0:
         problems.append("'size' must be a positive integer (bytes)")
+    if entry.licence_url is not None and not (isinstance(entry.licence_url, str)
+                                              and re.fullmatch(r"https://\S+", entry.licence_url)):
+        problems.append("'licence_url' must be an https:// URL")
+    if entry.architecture is not None and not (isinstance(entry.architecture, str) and entry.architecture.strip()):
+        problems.append("'architecture' must be a non-empty string")
     if entry.format not in FORMATS:
         problems.append(f"'format' must be one of {', '.join(sorted(FORMATS))}, got '{entry.format}'")
     if entry.input_contract is not None and not isinstance(entry.input_contract, Mapping):
@@ -313,12 +336,14 @@ def _pull_hint(entries: Sequence[WeightEntry]) -> str:
 
 # --------------------------------------------------------------------------------------- store
 class WeightStatus(enum.StrEnum):
-    """Local state of a weight file. ``status()`` never hashes, so it reports only the first three."""
+    """Local state of a weight file. ``status()`` never hashes, so it never reports ``corrupt``;
+    ``unhashed``: the manifest records no sha256 yet, so the file is never used."""
 
     VERIFIED = "verified"
     PRESENT = "present"
     MISSING = "missing"
     CORRUPT = "corrupt"
+    UNHASHED = "unhashed"
 
 
 @dataclass(frozen=True)
@@ -396,6 +421,8 @@ class WeightStore:
         Neither hashes nor touches the network.
         """
         entry = self.manifest.get(weight_id)
+        if not entry.is_hashed:
+            return WeightStatus.UNHASHED
         found = self._locate(entry)
         if found is None:
             return WeightStatus.MISSING
@@ -409,6 +436,8 @@ class WeightStore:
 
         A corrupt cached copy is deleted (see :meth:`resolve`) and reported as unavailable.
         """
+        if not self.manifest.get(weight_id).is_hashed:
+            return False
         try:
             self.resolve(weight_id, download=False)
         except WeightsMissingError:
@@ -427,6 +456,8 @@ class WeightStore:
         a bundled one is left in place and refused) or :class:`WeightsError` (the Hub refused).
         """
         entry = self.manifest.get(weight_id)
+        if not entry.is_hashed:
+            raise _unhashed_error([entry])
         found = self._locate(entry)
         if found is None:
             if self.offline or not download:
@@ -443,6 +474,8 @@ class WeightStore:
         entries = self.manifest.select(ids)
         paths: list[Path] = []
         missing: list[WeightEntry] = []
+        unhashed = [entry for entry in entries if not entry.is_hashed]
+        entries = tuple(entry for entry in entries if entry.is_hashed)
         for entry in tqdm(entries, desc="weights", unit="file", disable=not progress or len(entries) < 2):
             try:
                 paths.append(self.resolve(entry.id))
@@ -452,6 +485,8 @@ class WeightStore:
         if missing:
             why = "offline mode is on" if self.offline else "the Hugging Face Hub could not be reached"
             raise _missing_error(missing, why)
+        if unhashed:
+            raise _unhashed_error(unhashed)
         return paths
 
     def verify(self, ids: Iterable[str] | None = None) -> dict[str, VerifyResult]:
@@ -461,6 +496,9 @@ class WeightStore:
         """
         results: dict[str, VerifyResult] = {}
         for entry in self.manifest.select(ids):
+            if not entry.is_hashed:
+                results[entry.id] = VerifyResult(entry.id, WeightStatus.UNHASHED, None, str(_unhashed_error([entry])))
+                continue
             found = self._locate(entry)
             if found is None:
                 hint = f"not found; {_pull_hint([entry])}"
@@ -605,6 +643,15 @@ def _missing_error(entries: Sequence[WeightEntry], reason: str) -> WeightsMissin
     )
 
 
+def _unhashed_error(entries: Sequence[WeightEntry]) -> WeightsError:
+    files = ", ".join(entry.label for entry in entries)
+    return WeightsError(
+        f"the manifest records no sha256 for {files}, so it is never used; on a host with network access run "
+        "`python -m restorer weights lock` (it pins the commit and records the Hub's sha256 and size of the file "
+        "there), check the hash against a second source, then pull"
+    )
+
+
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
@@ -629,24 +676,26 @@ def load_torch_checkpoint(path: Path, map_location: str | torch.device = "cpu") 
 def lock_manifest(manifest: Manifest, *, api: HfApi) -> Manifest:
     """A copy of ``manifest`` whose branch/tag revisions are replaced by the commit ids they point to now.
 
-    Needs network access through ``api``. Checks that each file exists at the resolved commit.
+    Needs network access through ``api``. Checks that each file exists at the resolved commit. An
+    entry without a sha256 also gets the sha256 and size the Hub reports for its file at that commit
+    (its LFS object id, the hash of the content).
     """
-    resolved: dict[tuple[str, str], tuple[str, frozenset[str] | None]] = {}
+    resolved: dict[tuple[str, str], tuple[str, dict[str, Any] | None]] = {}
     changes: dict[str, dict[str, Any]] = {}
     for entry in manifest:
-        if entry.is_pinned:
+        if entry.is_pinned and entry.is_hashed:
             continue
         key = (entry.repo_id, entry.revision)
         if key not in resolved:
             try:
-                info = api.model_info(entry.repo_id, revision=entry.revision)
+                info = api.model_info(entry.repo_id, revision=entry.revision, files_metadata=True)
             except (HfHubHTTPError, httpx2.TransportError, OSError) as error:
                 raise WeightsError(
                     f"cannot resolve {entry.repo_id}@{entry.revision} for '{entry.id}': {_first_line(error)}"
                 ) from error
             if not info.sha or not _COMMIT.fullmatch(info.sha):
                 raise WeightsError(f"the Hub returned no commit id for {entry.repo_id}@{entry.revision}")
-            files = None if info.siblings is None else frozenset(s.rfilename for s in info.siblings)
+            files = None if info.siblings is None else {s.rfilename: s for s in info.siblings}
             resolved[key] = (info.sha, files)
         commit, files = resolved[key]
         if files is not None and entry.filename not in files:
@@ -654,6 +703,13 @@ def lock_manifest(manifest: Manifest, *, api: HfApi) -> Manifest:
                 f"{entry.filename} is not in {entry.repo_id} at {entry.revision} ({commit}); entry '{entry.id}'"
             )
         changes[entry.id] = {"revision": commit}
+        if not entry.is_hashed:
+            lfs = None if files is None else files[entry.filename].lfs
+            if lfs is None or not _SHA256.fullmatch(str(lfs.sha256)):
+                raise WeightsError(f"the Hub reports no sha256 for {entry.filename} in {entry.repo_id} at {commit}; "
+                                   f"entry '{entry.id}' stays unhashed")
+            changes[entry.id].update(sha256=str(lfs.sha256), size=int(lfs.size))
+            logger.info("recorded the Hub's sha256 of %s at %s: %s", entry.id, commit, lfs.sha256)
         logger.info("locked %s: %s -> %s", entry.id, entry.revision, commit)
     return manifest.updated(changes)
 

@@ -42,7 +42,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     commands = parser.add_subparsers(dest="weights_command", metavar="COMMAND", required=True)
     common = _common_options()
 
-    sub = commands.add_parser("list", parents=[common], help="show each entry: verified / present / missing")
+    sub = commands.add_parser("list", parents=[common],
+                              help="show each entry: verified / present / missing / unhashed, and unlocked revisions")
     sub.set_defaults(func=_errors_to_exit_code(_list))
 
     sub = commands.add_parser("pull", parents=[common], help="download (if needed) and verify weight files")
@@ -53,7 +54,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sub.add_argument("ids", nargs="*", metavar="ID", help="entries to verify (default: all)")
     sub.set_defaults(func=_errors_to_exit_code(_verify))
 
-    sub = commands.add_parser("lock", parents=[common], help="pin branch/tag revisions to commit ids (network)")
+    sub = commands.add_parser("lock", parents=[common],
+                              help="pin branch/tag revisions to commit ids, record the Hub's sha256 of unhashed files (network)")
     sub.set_defaults(func=_errors_to_exit_code(_lock))
 
     sub = commands.add_parser("publish", parents=[common], help="upload bundled weights with a model card")
@@ -143,7 +145,9 @@ def _list(args: argparse.Namespace) -> int:
     store = _store(args, manifest)
     rows = [("ID", "STATUS", "SIZE", "REVISION", "FILE")]
     for entry in manifest:
-        rows.append((entry.id, str(store.status(entry.id)), _human_size(entry.size), entry.revision, entry.local_name))
+        size = "?" if entry.size is None else _human_size(entry.size)
+        revision = entry.revision if entry.is_pinned else f"{entry.revision} (unlocked: run `weights lock`)"
+        rows.append((entry.id, str(store.status(entry.id)), size, revision, entry.local_name))
     _print_table(rows)
     return 0
 
@@ -168,13 +172,15 @@ def _lock(args: argparse.Namespace) -> int:
     path = _manifest_path(args)
     manifest = load_manifest(path)
     locked = lock_manifest(manifest, api=HfApi(endpoint=args.endpoint))
-    changed = [(old, new) for old, new in zip(manifest, locked, strict=True) if old.revision != new.revision]
+    changed = [(old, new) for old, new in zip(manifest, locked, strict=True) if old != new]
     if not changed:
         print("every revision is already a commit id; manifest unchanged")
         return 0
     locked.save(path)
     for old, new in changed:
         print(f"{old.id}: {old.revision} -> {new.revision}")
+        if not old.is_hashed:
+            print(f"{old.id}: recorded the Hub's sha256 {new.sha256} ({new.size} bytes): check it against a second source")
     print(f"wrote {path}")
     return 0
 

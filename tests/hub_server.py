@@ -7,7 +7,8 @@ It serves, on 127.0.0.1, what ``huggingface_hub.hf_hub_download`` and ``HfApi.mo
   ``Content-Length``; honours ``Range: bytes=N-`` (resume) with ``206``; never sends ``X-Xet-*``
   headers, so the client stays on plain HTTP; 404 with ``X-Error-Code: RepoNotFound``,
   ``RevisionNotFound`` or ``EntryNotFound``.
-* ``GET /api/models/{repo_id}/revision/{revision}``: ``{"id", "sha", "siblings"}``.
+* ``GET /api/models/{repo_id}/revision/{revision}``: ``{"id", "sha", "siblings"}`` (each sibling with its
+  ``size`` and ``lfs`` sha256).
 
 Repos hold commits (commit id -> {filename: bytes}) and refs (branches/tags) that can move.
 Every request is recorded in :attr:`FakeHub.requests` so tests can count network use.
@@ -176,7 +177,13 @@ class _HubHandler(BaseHTTPRequestHandler):
                 "modelId": repo_id,
                 "sha": commit_id,
                 "private": False,
-                "siblings": [{"rfilename": name} for name in sorted(repo.commits[commit_id])],
+                # Every file is reported as an LFS object, with its sha256 and size (as the Hub does
+                # for large files when asked for file metadata).
+                "siblings": [
+                    {"rfilename": name, "size": len(data),
+                     "lfs": {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}}
+                    for name, data in sorted(repo.commits[commit_id].items())
+                ],
             }
         ).encode()
         self.send_response(200)
