@@ -45,36 +45,63 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("input", type=Path, help="photo file or folder of photos")
     restore.add_argument("-o", "--output", type=Path, required=True,
                          help="output file (.png, .jpg, .tif, .webp) or folder")
-    restore.add_argument("--mode", choices=("auto", "manual"), default="auto",
-                         help="auto: triage decides; manual: run --stages")
-    restore.add_argument("--stages", default=None,
-                         help="manual mode: comma list of KIND[:METHOD], e.g. "
-                              "detect,inpaint:telea,deblur (kinds: detect, inpaint, deblur, face)")
-    restore.add_argument("--set", dest="options", action="append", default=[],
-                         metavar="STAGE.OPTION=VALUE",
-                         help="stage option, e.g. detect.morph.sensitivity=0.7 (repeatable)")
+    add_job_flags(restore)
     restore.add_argument("--mask", type=Path, default=None,
                          help="your defect mask: any non-black pixel (or, with transparency, "
                               "any opaque pixel) is a defect")
     restore.add_argument("--mask-mode", choices=MASK_MODES, default="replace",
                          help="replace: your --mask is used instead of detection (default); "
                               "union: detection runs too and either marks a defect")
-    restore.add_argument("--bits", choices=("same", "8"), default="same",
-                         help="same: a 16-bit scan comes back 16-bit in .png/.tif (default); "
-                              "8: always 8 bits per channel")
     restore.add_argument("--mask-out", type=Path, default=None,
                          help="write the defect mask used (white = defect); a folder in batch mode")
     restore.add_argument("--report", type=Path, default=None,
                          help="write a JSON report; a folder in batch mode")
-    restore.add_argument("--max-pixels", type=int, default=ImageLimits().max_pixels,
-                         help="refuse photos larger than this many pixels")
-    restore.add_argument("--device", default=None,
-                         help=f"where torch stages (face) run: {DEVICE_HELP}; "
-                              f"default: ${DEVICE_ENV}, else auto")
     restore.set_defaults(func=_cmd_restore)
+
+    batch = commands.add_parser(
+        "batch", help="restore an archive (a folder tree or a list of photos) on Ray, resumably",
+        description="Restore every photo of SRC into DEST (mirroring SRC's tree) on an embedded "
+                    "local Ray, or on a Ray cluster with --address; a ledger in DEST makes a "
+                    "second run skip what is done. Needs pip install 'restorer[archive]'.")
+    batch.add_argument("src", type=Path, help="folder tree of photos, or a text file of paths")
+    batch.add_argument("dest", type=Path, help="output folder (created; holds the ledger)")
+    batch.add_argument("--report-dir", type=Path, default=None,
+                       help="write each photo's JSON report in this folder tree")
+    add_job_flags(batch)
+    batch.add_argument("--address", default=None,
+                       help="Ray cluster to join: auto or ray://host:port (default: embedded)")
+    batch.add_argument("--workers", type=int, default=None,
+                       help="worker processes, each holding the models once "
+                            "(default: the machine's or cluster's CPUs)")
+    batch.add_argument("--gpus-per-worker", type=float, default=0.0,
+                       help="GPUs each worker reserves, e.g. 0.5 (default 0)")
+    batch.add_argument("--resume", action="store_true",
+                       help="skip photos done with the same settings and bytes (always on; "
+                            "the flag documents it)")
+    batch.set_defaults(func=_cmd_batch, mask=None, mask_mode="replace")
 
     weights_cli.add_parser(commands)
     return parser
+
+
+def add_job_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that say how each photo is restored, shared by ``restore`` and ``batch``."""
+    parser.add_argument("--mode", choices=("auto", "manual"), default="auto",
+                        help="auto: triage decides; manual: run --stages")
+    parser.add_argument("--stages", default=None,
+                        help="manual mode: comma list of KIND[:METHOD], e.g. "
+                             "detect,inpaint:telea,deblur (kinds: detect, inpaint, deblur, face)")
+    parser.add_argument("--set", dest="options", action="append", default=[],
+                        metavar="STAGE.OPTION=VALUE",
+                        help="stage option, e.g. detect.morph.sensitivity=0.7 (repeatable)")
+    parser.add_argument("--bits", choices=("same", "8"), default="same",
+                        help="same: a 16-bit scan comes back 16-bit in .png/.tif (default); "
+                             "8: always 8 bits per channel")
+    parser.add_argument("--max-pixels", type=int, default=ImageLimits().max_pixels,
+                        help="refuse photos larger than this many pixels")
+    parser.add_argument("--device", default=None,
+                        help=f"where torch stages (face) run: {DEVICE_HELP}; "
+                             f"default: ${DEVICE_ENV}, else auto")
 
 
 def parse_stages(text: str, pipeline: Pipeline, options: dict[str, dict[str, object]]) -> list[PlannedStage]:
@@ -219,6 +246,12 @@ def _restore_folder(args: argparse.Namespace, pipeline: Pipeline, settings: JobS
     if not failures:
         return ExitCode.DONE
     return ExitCode.FAILED if failures == len(sources) else ExitCode.PARTIAL
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from restorer.archive.command import run_batch_command
+
+    return run_batch_command(args, _settings)
 
 
 def _on_sigterm(signum: int, frame: object) -> None:
