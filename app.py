@@ -96,6 +96,19 @@ def _choices(pipeline: Pipeline, kind: StageKind) -> list[tuple[str, str]]:
     return out
 
 
+def example_files(folder: Path = EXAMPLES) -> tuple[list[Path], str]:
+    """The page's example photos and their heading: the real photos of ``folder/real`` (made
+    by ``examples/make_examples.py --real``; docs/examples.md) first when present, then the
+    bundled ones with synthetic damage."""
+    real = sorted(p for p in (folder / "real").glob("*")
+                  if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    bundled = sorted(folder.glob("*.jpg"))
+    if real:
+        return real + bundled, ("Examples: real damaged photos taken before 1900 (public "
+                                "domain), then scikit-image photos with synthetic damage")
+    return bundled, "Examples (scikit-image photos with synthetic damage)"
+
+
 def _damage_labels(triage: TriageResult) -> str:
     """Each measured damage label with its own confidence (several may be high at once)."""
     if not triage.labels:
@@ -408,10 +421,10 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
                 with gr.Row():
                     detect_button = gr.Button("Find defects")
                     run_button = gr.Button("Restore", variant="primary")
-                examples = sorted(EXAMPLES.glob("*.jpg"))
+                examples, examples_label = example_files()
                 if examples:
                     gr.Examples([[str(p)] for p in examples], inputs=[photo],
-                                label="Examples (scikit-image photos with synthetic damage)")
+                                label=examples_label)
                 with gr.Accordion("Correct the defect mask and inpaint again", open=False):
                     editor = gr.ImageEditor(label="Paint defects with the brush, erase mistakes",
                                             type="numpy", brush=gr.Brush(colors=["#ff0000"],
