@@ -33,7 +33,7 @@ from restorer.service import PixelGate, ServiceConfig, build_pipeline, warm_up  
 
 log = logging.getLogger("restorer.app")
 
-KINDS = ("detect", "inpaint", "deblur", "face")
+KINDS = ("detect", "inpaint", "deblur", "face", "colour")
 EXAMPLES = Path(__file__).parent / "examples"
 
 
@@ -335,7 +335,8 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
             raise RestorerError(f"unknown stage kind '{unknown[0]}': use {', '.join(KINDS)}")
         chosen = {"detect": PlannedStage(detect_id, {"sensitivity": sensitivity}),
                   "inpaint": PlannedStage(inpaint_id), "deblur": PlannedStage(deblur_id),
-                  "face": PlannedStage(face.stage_id, face.options())}
+                  "face": PlannedStage(face.stage_id, face.options()),
+                  "colour": PlannedStage("colour.ddcolor")}
         return plan_manual([chosen[k] for k in KINDS if k in kinds], specs, has_mask=has_mask)
 
     def restore(photo, mode, kinds, detect_id, sensitivity, inpaint_id, deblur_id, mask_file,

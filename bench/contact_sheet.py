@@ -64,8 +64,8 @@ def describe(result: RestoreResult) -> list[str]:
         lines.append(f"  (triage: {triage.method})")
     lines.append("plan: " + (", ".join(result.plan.ids) or "none"))
     words, line = result.plan.reason.split(), ""
-    for word in words:  # wrap the reason at about 38 characters
-        if len(line) + len(word) > 38:
+    for word in words:  # wrap the reason at about 36 characters
+        if len(line) + len(word) > 35:
             lines.append(line)
             line = ""
         line = f"{line} {word}".strip()
