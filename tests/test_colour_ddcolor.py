@@ -234,3 +234,36 @@ def test_pipeline_keeps_grey_grey_and_sepia_sepia_unless_colourisation_is_asked(
     assert result.plan.ids[-1] == "colour.ddcolor" and result.colourised
     assert chroma(result.image).mean() > 5.0                   # the pipeline did not re-tone it grey
     assert np.abs(lightness(result.image) - lightness(grey)).mean() < 0.5
+
+
+def test_a_grey_file_is_written_in_colour_only_when_colourised(tmp_path: Path, ddcolor_file: Path) -> None:
+    from PIL import Image
+
+    from restorer.jobs import JobSettings, Outputs, restore_file
+
+    registry = default_registry(weight_check=lambda w: w == WEIGHT_ID, weight_path=lambda w: ddcolor_file,
+                                device="cpu")
+    pipeline = Pipeline(registry, triage_id="triage.heuristic",
+                        auto=AutoMethods(deblur=None, colour="colour.ddcolor"))
+    source = tmp_path / "grey.png"
+    Image.fromarray((grey_print(64, 96)[..., 0] * 255).round().astype(np.uint8), "L").save(source)
+    options = {"colour.ddcolor": {"working_size": 256}}
+    restore_file(pipeline, source, Outputs(image=tmp_path / "same.png"), JobSettings(options=options))
+    assert Image.open(tmp_path / "same.png").mode == "L"
+    restore_file(pipeline, source, Outputs(image=tmp_path / "colour.png"),
+                 JobSettings(options=options, colourise=True))
+    written = np.asarray(Image.open(tmp_path / "colour.png"))
+    assert written.ndim == 3 and chroma(written.astype(np.float32) / 255).mean() > 5.0
+
+
+def test_cli_refuses_colourise_in_manual_mode(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    from restorer.cli import main
+
+    source = tmp_path / "in.png"
+    Image.fromarray(np.full((32, 32), 128, np.uint8), "L").save(source)
+    code = main(["restore", str(source), "-o", str(tmp_path / "out.png"), "--mode", "manual",
+                 "--stages", "inpaint", "--colourise"])
+    assert code != 0 and "--colourise is for --mode auto" in capsys.readouterr().err
+    assert not (tmp_path / "out.png").exists()
