@@ -10,7 +10,8 @@ working size runs in its own process (peak RSS is that process's: loading, one w
 then ``--repeats`` timed runs on a grey photo of ``--photo`` px). The "join only" row is the
 stage's work around the network (L* at full size, chroma upsampled, gamut-safe join) with the
 network's output replaced by zeros, measured in the same way: what the full-resolution part
-costs by itself.
+costs by itself. The stand-in is made in a child process too (Linux children inherit the
+parent's peak RSS, which would otherwise hide theirs).
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as folder:
         weights = Path(folder) / "ddcolor_paper_tiny.pth"
-        standin(weights)
+        with context.Pool(1) as pool:  # in a child: the parent's peak RSS is inherited
+            pool.apply(standin, (weights,))
         print(f"colour.ddcolor, stand-in DDColor-T ({weights.stat().st_size / 1e6:.0f} MB), "
               f"photo {width}x{height}, CPU, {args.threads} torch threads, median of {args.repeats}")
         print(f"{'working size':<14}{'load s':>8}{'run s':>8}{'peak RSS MB':>13}")
