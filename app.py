@@ -33,7 +33,7 @@ from restorer.service import PixelGate, ServiceConfig, build_pipeline, warm_up  
 
 log = logging.getLogger("restorer.app")
 
-KINDS = ("detect", "inpaint", "deblur", "face")
+KINDS = ("detect", "inpaint", "deblur", "face", "colour")
 EXAMPLES = Path(__file__).parent / "examples"
 
 
@@ -94,6 +94,19 @@ def _choices(pipeline: Pipeline, kind: StageKind) -> list[tuple[str, str]]:
         label = spec.title if not missing else f"{spec.title} (unavailable: run weights pull)"
         out.append((label, spec.id))
     return out
+
+
+def example_files(folder: Path = EXAMPLES) -> tuple[list[Path], str]:
+    """The page's example photos and their heading: the real photos of ``folder/real`` (made
+    by ``examples/make_examples.py --real``; docs/examples.md) first when present, then the
+    bundled ones with synthetic damage."""
+    real = sorted(p for p in (folder / "real").glob("*")
+                  if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    bundled = sorted(folder.glob("*.jpg"))
+    if real:
+        return real + bundled, ("Examples: real damaged photos taken before 1900 (public "
+                                "domain), then scikit-image photos with synthetic damage")
+    return bundled, "Examples (scikit-image photos with synthetic damage)"
 
 
 def _damage_labels(triage: TriageResult) -> str:
@@ -322,7 +335,8 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
             raise RestorerError(f"unknown stage kind '{unknown[0]}': use {', '.join(KINDS)}")
         chosen = {"detect": PlannedStage(detect_id, {"sensitivity": sensitivity}),
                   "inpaint": PlannedStage(inpaint_id), "deblur": PlannedStage(deblur_id),
-                  "face": PlannedStage(face.stage_id, face.options())}
+                  "face": PlannedStage(face.stage_id, face.options()),
+                  "colour": PlannedStage("colour.ddcolor")}
         return plan_manual([chosen[k] for k in KINDS if k in kinds], specs, has_mask=has_mask)
 
     def restore(photo, mode, kinds, detect_id, sensitivity, inpaint_id, deblur_id, mask_file,
@@ -408,10 +422,10 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
                 with gr.Row():
                     detect_button = gr.Button("Find defects")
                     run_button = gr.Button("Restore", variant="primary")
-                examples = sorted(EXAMPLES.glob("*.jpg"))
+                examples, examples_label = example_files()
                 if examples:
                     gr.Examples([[str(p)] for p in examples], inputs=[photo],
-                                label="Examples (scikit-image photos with synthetic damage)")
+                                label=examples_label)
                 with gr.Accordion("Correct the defect mask and inpaint again", open=False):
                     editor = gr.ImageEditor(label="Paint defects with the brush, erase mistakes",
                                             type="numpy", brush=gr.Brush(colors=["#ff0000"],

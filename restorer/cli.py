@@ -94,6 +94,10 @@ def add_job_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="options", action="append", default=[],
                         metavar="STAGE.OPTION=VALUE",
                         help="stage option, e.g. detect.morph.sensitivity=0.7 (repeatable)")
+    parser.add_argument("--colourise", action="store_true",
+                        help="auto: colourise a black-and-white or sepia photo at the end with "
+                             "DDColor (off by default; needs 'weights pull ddcolor_paper_tiny'); "
+                             "manual: list colour.ddcolor in --stages")
     parser.add_argument("--bits", choices=("same", "8"), default="same",
                         help="same: a 16-bit scan comes back 16-bit in .png/.tif (default); "
                              "8: always 8 bits per channel")
@@ -111,7 +115,8 @@ def parse_stages(text: str, pipeline: Pipeline, options: dict[str, dict[str, obj
                 StageKind.INPAINT.value: pipeline.auto.inpaint,
                 StageKind.TONE.value: "tone.restore",
                 StageKind.DEBLUR.value: "deblur.rl",
-                StageKind.FACE.value: "face.gfpgan"}
+                StageKind.FACE.value: "face.gfpgan",
+                StageKind.COLOUR.value: "colour.ddcolor"}
     planned = []
     for item in (part.strip() for part in text.split(",")):
         if not item:
@@ -154,6 +159,9 @@ def _settings(args: argparse.Namespace, pipeline: Pipeline) -> JobSettings:
     if args.mode == "manual":
         if not args.stages:
             raise RestorerError("--mode manual needs --stages, e.g. --stages detect,inpaint")
+        if args.colourise:
+            raise RestorerError("--colourise is for --mode auto; in manual mode add colour to "
+                                "--stages, e.g. --stages detect,inpaint,colour")
         stages = tuple(parse_stages(args.stages, pipeline, options))
         specs = {s.id: s for s in pipeline.registry.specs()}
         pipeline.check_options(options, plan_manual(stages, specs, has_mask=True))
@@ -162,7 +170,8 @@ def _settings(args: argparse.Namespace, pipeline: Pipeline) -> JobSettings:
     else:
         pipeline.check_options(options)
     return JobSettings(stages=stages, options=options, mask=args.mask, mask_mode=args.mask_mode,
-                       limits=ImageLimits(max_pixels=args.max_pixels), bits=args.bits)
+                       limits=ImageLimits(max_pixels=args.max_pixels), bits=args.bits,
+                       colourise=args.colourise)
 
 
 def _summary(target: Path, result: RestoreResult) -> str:

@@ -44,7 +44,8 @@ class JobSettings:
     """How to restore: ``stages`` None is Auto, else Manual with those stages in order;
     ``options`` (stage id -> {name: value}) apply whenever those stages run; ``mask`` is a
     user's mask file, used by ``mask_mode`` (planner.MASK_MODES); ``bits`` "same" writes
-    16 bits for a 16-bit input where the format allows it, 8 always 8 bits."""
+    16 bits for a 16-bit input where the format allows it, 8 always 8 bits; ``colourise``: Auto
+    ends with colourisation (off by default)."""
 
     stages: tuple[PlannedStage, ...] | None = None
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -52,6 +53,7 @@ class JobSettings:
     mask_mode: str = "replace"
     limits: ImageLimits = ImageLimits()
     bits: str = "same"
+    colourise: bool = False
 
     def __post_init__(self) -> None:
         if self.mask_mode not in MASK_MODES:
@@ -105,10 +107,10 @@ def restore_file(pipeline: Pipeline, source: Path, outputs: Outputs,
         specs = {s.id: s for s in pipeline.registry.specs()}
         plan = plan_manual(settings.stages, specs, has_mask=mask is not None)
     result = pipeline.run(photo.image, plan, mask=mask, mask_mode=settings.mask_mode,
-                          options=settings.options)
+                          options=settings.options, colourise=settings.colourise)
     bits = photo.bits if settings.bits == "same" else 8
     written = [(outputs.image, encode_image(result.image, outputs.image.suffix.lower(),
-                                            bits=bits, grey=photo.grey))]
+                                            bits=bits, grey=photo.grey and not result.colourised))]
     if outputs.mask is not None:
         used = result.mask if result.inpainted and result.mask is not None else \
             np.zeros(result.image.shape[:2], bool)

@@ -67,6 +67,12 @@ class RestoreResult:
         return any(r.kind == "inpaint" for r in self.stages)
 
     @property
+    def colourised(self) -> bool:
+        """True when a colourisation stage gave the photo colours (a grey input's output is
+        then written in colour)."""
+        return any(r.kind == StageKind.COLOUR.value and r.info.get("changed") for r in self.stages)
+
+    @property
     def timings(self) -> dict[str, float]:
         """Seconds per stage id, in run order."""
         return {r.id: r.seconds for r in self.stages}
@@ -128,8 +134,8 @@ class Pipeline:
                       plan: Plan | None = None) -> None:
         """Refuse ``options`` (stage id -> {name: value}) for stages that cannot run under
         ``plan`` (None: Auto) or whose values a stage does not accept; before any work."""
-        allowed = self.auto_stage_ids() if plan is None else \
-            [self.triage_id, self.auto.detect, *plan.ids]
+        allowed = [*self.auto_stage_ids(), *filter(None, [self.auto.colour])] if plan is None \
+            else [self.triage_id, self.auto.detect, *plan.ids]
         for stage_id, values in options.items():
             if stage_id not in allowed:
                 where = "Auto may run" if plan is None else "this plan runs"
@@ -146,6 +152,7 @@ class Pipeline:
         mask_mode: str = "replace",
         options: Mapping[str, Mapping[str, Any]] | None = None,
         progress: PipelineProgress | None = None,
+        colourise: bool = False,
     ) -> RestoreResult:
         """Restore float32 (H, W, 3) [0, 1] ``image``.
 
@@ -153,7 +160,8 @@ class Pipeline:
         detection, or with ``mask_mode`` "union" is added to what detection finds (see
         planner.apply_user_mask). ``options`` (stage id -> {name: value}) apply to those
         stages whenever they run (checked first with :meth:`check_options`); a planned stage's
-        own options win. Raises StageError naming the stage that failed.
+        own options win. ``colourise``: Auto ends with ``auto.colour`` (off by default; Manual
+        plans list the colour stage themselves). Raises StageError naming the stage that failed.
         """
         validate_image(image)
         if mask is not None:
@@ -177,7 +185,7 @@ class Pipeline:
         work = self._run_stage(PlannedStage(self.triage_id), work, records, report, 0.2, 0.3, run)
         specs = {s.id: s for s in self.registry.specs()}
         if plan is None:
-            plan = plan_auto(work.triage, self.auto)
+            plan = plan_auto(work.triage, self.auto, colourise=colourise)
             if mask is not None:
                 plan = apply_user_mask(plan, specs, mask_mode, self.auto)
         elif mask is not None:
@@ -269,8 +277,10 @@ class _Run:
 def _tone_reference(image: np.ndarray, tone: Tone, records: list[StageRecord]
                     ) -> tuple[np.ndarray, Tone]:
     """The photo whose tone the result keeps, and that tone: the input's, or once a tone stage
-    has restored it, that stage's output (or _retone would undo the restored tone)."""
-    toned = [r for r in records if r.kind == StageKind.TONE.value and r.image is not None]
+    has restored it, that stage's output (or _retone would undo the restored tone); once a
+    colour stage has run, its output (its colours are kept)."""
+    kinds = (StageKind.TONE.value, StageKind.COLOUR.value)
+    toned = [r for r in records if r.kind in kinds and r.image is not None]
     if not toned:
         return image, tone
     return toned[-1].image, analyse_tone(toned[-1].image)

@@ -48,7 +48,8 @@ class AutoMethods:
 
     ``large_inpaint`` fills photos with large holes (torn: tears, missing corners, edge loss);
     None falls back to ``inpaint`` and the plan's reason says large holes need a large-hole
-    inpainter. ``tone`` runs when triage finds the photo faded.
+    inpainter. ``tone`` runs when triage finds the photo faded. ``colour`` colourises, only
+    when asked for (``plan_auto(..., colourise=True)``); None: no colourisation stage here.
     """
 
     detect: str = "detect.morph"
@@ -57,6 +58,7 @@ class AutoMethods:
     face: str | None = None
     large_inpaint: str | None = None
     tone: str | None = None
+    colour: str | None = None
 
 
 #: Labels that Auto repairs by detection and inpainting, with the words its reason uses.
@@ -64,10 +66,25 @@ _INPAINTED = {"cracked": "cracks", "creased": "creases", "torn": "tears or missi
               "spotted": "spots or stains"}
 
 
-def plan_auto(triage: TriageResult, methods: AutoMethods = AutoMethods()) -> Plan:
+def plan_auto(triage: TriageResult, methods: AutoMethods = AutoMethods(), *,
+              colourise: bool = False) -> Plan:
     """Plan from ``triage.found``: cracked / creased / spotted / torn -> detect + inpaint (torn:
     the large-hole inpainter when there is one); faded -> tone; blurred -> deblur (+ face).
-    Order: detect, inpaint, tone, deblur, face."""
+    Order: detect, inpaint, tone, deblur, face, then ``methods.colour`` last, only when
+    ``colourise`` (never otherwise; the reason says when it was asked for but is absent)."""
+    plan = _plan_repairs(triage, methods)
+    if not colourise:
+        return plan
+    if methods.colour is None:
+        return Plan(plan.stages, f"{plan.reason}; colourisation was asked for, but no "
+                                 "colourisation model is available here (python -m restorer "
+                                 "weights pull ddcolor_paper_tiny)")
+    reason = "colourised as asked" if not plan.stages else f"{plan.reason}; colourised as asked"
+    return Plan((*plan.stages, PlannedStage(methods.colour)), reason)
+
+
+def _plan_repairs(triage: TriageResult, methods: AutoMethods) -> Plan:
+    """plan_auto's repairs, without colourisation."""
     found = triage.found
     stages: list[PlannedStage] = []
     notes: list[str] = []

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 from restorer.errors import PlanError, StageUnavailableError
 from restorer.stages.base import Stage, StageKind, StageSpec
+from restorer.stages.colour_ddcolor import DDColorColour
 from restorer.stages.deblur import RichardsonLucyDeblur
 from restorer.stages.deblur_nafnet import NafnetDeblur
 from restorer.stages.detect import MorphologicalDetector
@@ -161,5 +162,7 @@ def default_registry(
             path("nafnet_gopro_w64"), entry=entry_of("nafnet_gopro_w64"), device=device))),
         StageEntry(GfpganFace.spec,
                    weighted(GfpganFace.spec, lambda path: GfpganFace(path, device=device))),
+        StageEntry(DDColorColour.spec, weighted(DDColorColour.spec, lambda path: DDColorColour(
+            path("ddcolor_paper_tiny"), entry=entry_of("ddcolor_paper_tiny"), device=device))),
     ]
     return Registry(entries, weight_check=weight_check)

@@ -27,6 +27,8 @@ DEVICE_ENV = "RESTORER_DEVICE"
 """Environment variable that forces where torch stages run (see ``ServiceConfig.device``)."""
 
 FACE_STAGE = "face.gfpgan"
+COLOUR_STAGE = "colour.ddcolor"
+"""Colourisation when asked for (never by default), when its weights are present."""
 TRIAGE_STAGES = ("triage.net", "triage.heuristic")
 """Triage stages in order of preference: the first whose weights are present is used."""
 DETECT_STAGES = ("detect.segnet", "detect.morph")
@@ -93,7 +95,8 @@ def build_pipeline(config: ServiceConfig | None = None) -> Pipeline:
                  ", ".join(missing))
     auto = AutoMethods(detect=_first_available(registry, DETECT_STAGES),
                        inpaint=_first_available(registry, INPAINT_STAGES),
-                       face=None if missing else FACE_STAGE)
+                       face=None if missing else FACE_STAGE,
+                       colour=COLOUR_STAGE if registry.is_available(COLOUR_STAGE) else None)
     triage = _first_available(registry, TRIAGE_STAGES)
     return Pipeline(registry, triage_id=triage, auto=auto, weight_versions=versions)
 
