@@ -22,7 +22,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from restorer.errors import RestorerError
 
@@ -82,14 +82,18 @@ def default_ids(stage_weights: Iterable[tuple[str, Sequence[str]]], known: Itera
 class ModelStatus:
     """States of the files of ``store``'s manifest; pulls ``pull_ids`` that are missing.
 
-    Thread-safe: :meth:`rows` may be called from any request while the pull thread runs.
+    ``on_ready(weight_id)`` is called in the pull thread after each file is verified (the app
+    loads the stages it completes). Thread-safe: :meth:`rows` may be called from any request
+    while the pull thread runs.
     """
 
     def __init__(self, store: WeightStore, pull_ids: Sequence[str] = (), *,
-                 log_every_s: float = 10.0) -> None:
+                 log_every_s: float = 10.0,
+                 on_ready: Callable[[str], object] | None = None) -> None:
         self.store = store
         self.pull_ids = tuple(pull_ids)
         self.log_every_s = log_every_s
+        self.on_ready = on_ready
         self._lock = threading.Lock()
         self._pulling: str | None = None
         self._queued: set[str] = set()
@@ -190,6 +194,8 @@ class ModelStatus:
                 self._pulling = weight_id
             try:
                 self._pull_one(weight_id)
+                if self.on_ready is not None:
+                    self.on_ready(weight_id)
             except Exception as error:  # a pull never stops the app or the next pull
                 first = (str(error).strip().splitlines() or [type(error).__name__])[0]
                 with self._lock:

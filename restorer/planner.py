@@ -123,8 +123,8 @@ def fit_learned(plan: Plan, methods: AutoMethods, budget: AutoBudget) -> tuple[P
     """``plan`` (an Auto plan) with each stage that ``methods.learned`` upgrades replaced by
     its learned stage where that stage is available and its expected time fits what is left
     of ``budget.seconds`` (restorer.costs.fit_auto, in run order); otherwise the classical
-    stage stays. The reason gains a sentence per fallback (weights missing, or skipped for
-    time and what a GPU would add); LaMa receives the seconds left as ``time_budget``."""
+    stage stays. The fit's notes hold a sentence per fallback (weights missing, or skipped
+    for time and what a GPU would add); LaMa receives the seconds left as ``time_budget``."""
     if not methods.learned:
         return plan, AutoFit(plan.ids)
     wanted = [methods.learned.get(s.id, s.id) for s in plan.stages]
@@ -134,7 +134,7 @@ def fit_learned(plan: Plan, methods: AutoMethods, budget: AutoBudget) -> tuple[P
     given = {s.id: s.options for s in plan.stages}
     stages = tuple(PlannedStage(i, {**given.get(i, {}), **fit.options.get(i, {})})
                    for i in fit.stages)
-    return Plan(stages, "; ".join([plan.reason, *fit.notes])), fit
+    return Plan(stages, plan.reason), fit
 
 
 def plan_manual(

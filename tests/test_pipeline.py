@@ -287,7 +287,7 @@ def test_auto_uses_a_learned_stage_once_its_file_arrives_and_keeps_to_the_budget
 
     missing = pipeline.run(image)
     assert missing.plan.ids == ("detect.morph", "inpaint.telea")
-    assert "inpaint.telea used instead of inpaint.lama" in missing.message
+    assert "inpaint.telea used instead of inpaint.lama" in missing.auto_notes[0]
     report = missing.report()
     assert report["time_budget_s"] == 20.0 and report["device"] == "cpu"
     assert report["auto_notes"] and "weights pull" in report["auto_notes"][0]
@@ -301,7 +301,7 @@ def test_auto_uses_a_learned_stage_once_its_file_arrives_and_keeps_to_the_budget
     hurried = pipeline.run(image, time_budget=0.5)  # one 512 px pass takes seconds on a CPU
     assert hurried.plan.ids == ("detect.morph", "inpaint.telea")
     assert hurried.skipped_for_time == ("inpaint.lama",)
-    assert "to stay within the 0.5 s budget" in hurried.message
+    assert "to stay within the 0.5 s budget" in hurried.report()["auto_notes"][0]
     assert pipeline.run(image, time_budget=float("inf")).report()["time_budget_s"] is None
     # Manual plans are not weighed (the user chose), and say no budget.
     manual = pipeline.run(image, plan_manual(["detect.morph", "inpaint.lama"], registry_specs(registry)))

@@ -138,7 +138,7 @@ def test_fit_learned_upgrades_classical_stages_whose_files_are_present():
     assert plan.ids == ("detect.segnet", "inpaint.telea", "deblur.rl")
     fitted, fit = fit_learned(plan, methods, _budget(megapixels=0.1, seconds=None))
     assert fitted.ids == ("detect.scratch", "inpaint.lama", "deblur.nafnet")
-    assert not fit.skipped_for_time and fitted.reason == plan.reason
+    assert not fit.skipped_for_time and not fit.notes and fitted.reason == plan.reason
     assert fit_learned(plan, methods, _budget(megapixels=0.1)) == fit_learned(
         plan, methods, _budget(megapixels=0.1))  # pure
 
@@ -150,8 +150,8 @@ def test_fit_learned_keeps_the_fallback_and_says_why_when_a_file_is_missing():
     plan = plan_auto(_labelled(cracked=0.9), methods)
     fitted, fit = fit_learned(plan, methods, _budget(available=lambda s: s != "inpaint.lama"))
     assert fitted.ids == ("detect.scratch", "inpaint.telea")
-    assert "inpaint.telea used instead of inpaint.lama" in fitted.reason
-    assert "weights pull" in fitted.reason
+    assert "inpaint.telea used instead of inpaint.lama" in fit.notes[0]
+    assert "weights pull" in fit.notes[0] and fitted.reason == plan.reason
 
 
 def test_fit_learned_skips_slow_stages_for_time_and_passes_lama_the_rest():
@@ -164,7 +164,7 @@ def test_fit_learned_skips_slow_stages_for_time_and_passes_lama_the_rest():
     # On a 1 MP photo on the CPU the scratch detector and NAFNet exceed 20 s; LaMa's pass fits.
     assert fitted.ids == ("detect.segnet", "inpaint.lama", "deblur.rl")
     assert set(fit.skipped_for_time) == {"detect.scratch", "deblur.nafnet"}
-    assert "to stay within the 20 s budget" in fitted.reason and "GPU" in fitted.reason
+    assert any("to stay within the 20 s budget" in n and "GPU" in n for n in fit.notes)
     lama = dict(fitted.stages[1].options)
     assert lama["time_budget"] == pytest.approx(20.0, abs=0.1)
     # A small photo: the detector fits and LaMa gets what it leaves.
