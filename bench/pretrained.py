@@ -2,7 +2,8 @@
 """The published learned stages against the classical ones, in one run.
 
     python bench/pretrained.py [--data ../shared/data] [--count 2] [--device cpu|cuda|auto]
-                               [--weights-dir DIR] [--sizes 512,1024] [--threads 2]
+                               [--weights-dir DIR] [--sizes 512,1024] [--nafnet-sizes 512,1024]
+                               [--side PX] [--threads 2] [--skip a,b,c,d]
 
 Photos: the first ``--count`` of ``clean/kodak24`` and of ``clean/bsds-test``. Each gets
 synthetic cracks (``restorer.synth.damage``, the true mask) and an irregular hole (a held-out
@@ -52,7 +53,9 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity  # no
 from classical import table  # noqa: E402
 from restorer import synth  # noqa: E402
 from restorer.errors import RestorerError  # noqa: E402
+from restorer.backends import return_large_blocks_to_the_system  # noqa: E402
 from restorer.imaging import load_image  # noqa: E402
+from restorer.ops import fit_long_side  # noqa: E402
 from restorer.stages.base import Work  # noqa: E402
 from restorer.stages.deblur import RichardsonLucyDeblur  # noqa: E402
 from restorer.stages.inpaint import NavierStokesInpainter, TeleaInpainter  # noqa: E402
@@ -105,6 +108,16 @@ class PeakMemory:
         self._stop.set()
         self._thread.join()
         self.mb = (max(self._peak, _rss()) - self._base) / 1e6
+
+
+def _trim() -> None:
+    """Give freed heap back to the system, so a pass's peak is measured from a low level."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _rss() -> int:
@@ -167,14 +180,19 @@ def weights_for(weight_id: str, weights_dir: Path | None, folder: Path) -> Weigh
 
 
 # ------------------------------------------------------------------------------------ photos
-def photos(data: Path, count: int) -> list[tuple[str, np.ndarray]]:
-    """The first ``count`` photos of kodak24 and of bsds-test, float32 RGB."""
+def photos(data: Path, count: int, side: int | None) -> list[tuple[str, np.ndarray]]:
+    """The first ``count`` photos of kodak24 and of bsds-test, float32 RGB, shrunk to a long
+    side of ``side`` px (None: as they are)."""
     out = []
     for group in ("kodak24", "bsds-test"):
         files = sorted((data / "clean" / group).glob("*.*"))[:count]
         if not files:
             raise SystemExit(f"no photos in {data / 'clean' / group}")
-        out += [(f"{group}/{f.stem}", load_image(f)) for f in files]
+        for file in files:
+            image = load_image(file)
+            if side is not None:
+                image = fit_long_side(image, side)
+            out.append((f"{group}/{file.stem}", image))
     return out
 
 
@@ -290,7 +308,8 @@ def detection_table(shots, scratch) -> str:
     return table(["detector", "s/MP"], rows)
 
 
-def pass_table(device: str, lama, nafnet, scratch, sizes: list[int]) -> str:
+def pass_table(device: str, lama, nafnet, scratch, sizes: list[int],
+               nafnet_sizes: list[int]) -> str:
     """Table (d): one network pass through each stage's public entry, after a warm-up."""
     rng = np.random.default_rng(0)
 
@@ -308,12 +327,13 @@ def pass_table(device: str, lama, nafnet, scratch, sizes: list[int]) -> str:
         return f"{info.device} {info.precision} tiles={info.tiles}"
 
     cases = [(f"Big-LaMa pass {side} x {side}", side, lama_pass) for side in sizes]
-    cases += [(f"NAFNet-width64 {side} x {side}", side, nafnet_pass) for side in (512, 1024)]
+    cases += [(f"NAFNet-width64 {side} x {side}", side, nafnet_pass) for side in nafnet_sizes]
     cases.append(("BOPBTL scratch U-Net 1024 x 1024", 1024, scratch_pass))
     rows = []
     for label, side, run in cases:
         image = rng.random((side, side, 3), dtype=np.float32)
         run(image[:64, :64].copy())  # warm-up: first-call costs (allocator, kernels) not counted
+        _trim()
         with PeakMemory(device) as memory:
             ran, seconds = timed(lambda: run(image))
         rows.append([label, seconds, seconds / (side * side / 1e6), memory.mb, ran])
@@ -329,10 +349,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--weights-dir", type=Path, default=None,
                         help="folder holding the published files under their manifest names "
                              "(default: the Hugging Face cache)")
-    parser.add_argument("--sizes", default="512,1024", help="LaMa working sizes (px)")
+    parser.add_argument("--sizes", default="512,1024", help="LaMa working sizes (px) in (d)")
+    parser.add_argument("--nafnet-sizes", default="512,1024", help="NAFNet photo sides in (d)")
+    parser.add_argument("--side", type=int, default=None,
+                        help="shrink the photos of (a)-(c) to this long side (default: as they are)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     parser.add_argument("--skip", default="", help="comma list of tables to skip: a,b,c,d")
     args = parser.parse_args(argv)
+    return_large_blocks_to_the_system()  # big blocks are unmapped when freed: RSS peaks are real
 
     import torch
 
@@ -356,7 +380,7 @@ def main(argv: list[str] | None = None) -> None:
                                                          "architecture): speed and memory only")
             print(f"- {weight_id}: {kind}")
         print("LPIPS: not computed (its AlexNet/VGG backbone weights are not available here).\n")
-        shots = photos(args.data, args.count)
+        shots = photos(args.data, args.count, args.side)
         if "a" not in skip:
             print("(a) inpainting, hole only\n")
             print(inpainting_table(shots, args.data, lama, found["big_lama"].real) + "\n")
@@ -368,8 +392,12 @@ def main(argv: list[str] | None = None) -> None:
             print(detection_table(shots, scratch) + "\n")
         if "d" not in skip:
             print("(d) one network pass\n")
-            sizes = [int(s) for s in args.sizes.split(",") if s]
-            print(pass_table(args.device, lama, nafnet, scratch, sizes))
+            print(pass_table(args.device, lama, nafnet, scratch, _ints(args.sizes),
+                             _ints(args.nafnet_sizes)))
+
+
+def _ints(text: str) -> list[int]:
+    return [int(part) for part in text.split(",") if part.strip()]
 
 
 if __name__ == "__main__":
