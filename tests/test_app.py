@@ -343,3 +343,22 @@ def test_cache_janitor_deletes_old_files_and_folders_but_keeps_examples(tmp_path
     assert not old.exists() and not old.parent.exists()  # the file and its emptied folder
     assert example.exists() and new.exists()
     assert demo.temp_file_sets[-1] == {str(new)}
+
+
+def test_time_budget_field_and_expected_time_line():
+    import app
+    from restorer.costs import COSTS
+    from restorer.errors import RestorerError
+    from restorer.service import ServiceConfig, build_pipeline
+
+    assert app._time_budget(None) == float("inf") and app._time_budget("") == float("inf")
+    assert app._time_budget(12) == 12.0
+    for bad in (-1, "soon"):
+        with pytest.raises(RestorerError, match="time budget"):
+            app._time_budget(bad)
+    actions = app.PageActions(build_pipeline(ServiceConfig(offline=True, device="cpu")),
+                              app.AppSettings())
+    line = actions.expected("deblur.nafnet")
+    assert f"about {COSTS['deblur.nafnet'].cpu_s_per_mp:.0f} s on this CPU" in line
+    assert "1.0 MP photo" in line
+    assert actions.expected("deblur.rl") == "" and actions.expected(None) == ""
