@@ -532,8 +532,9 @@ def _models_panel(models: ModelStatus | None, refresh_s: float) -> None:
         table = gr.Dataframe(models_table(models), headers=MODEL_COLUMNS, interactive=False,
                              wrap=True)
         timer = gr.Timer(refresh_s)
+    # Not limited by the restore concurrency: a tick never waits behind a long restore.
     timer.tick(lambda: models_table(models), None, table, api_name="models",
-               show_progress="hidden")
+               show_progress="hidden", concurrency_limit=None)
 
 
 def _controls_panel(pipeline: Pipeline, actions: PageActions) -> tuple[dict[str, Any],
