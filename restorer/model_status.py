@@ -208,7 +208,7 @@ class ModelStatus:
 
     def _pull_one(self, weight_id: str) -> None:
         entry = self.store.manifest.get(weight_id)
-        size = "?" if entry.size is None else f"{entry.size / 1e6:.0f} MB"
+        size = "?" if entry.size is None else f"{entry.size / 1e6:.1f} MB"
         log.info("model %s: pulling %s (%s, %s)", weight_id, entry.filename, size, entry.licence)
         began = time.monotonic()
         done = threading.Event()

@@ -53,7 +53,8 @@ class RestoreResult:
     ``mask_source`` says where it came from: "detected", "user" or "user+detected".
     ``options_unused`` names stages given options that did not run. ``skipped_for_time``
     names the learned stages Auto left out to keep within ``time_budget`` seconds on
-    ``device``; ``auto_notes`` says what Auto used instead of each learned stage and why.
+    ``device`` (None until a learned stage could run); ``auto_notes`` says what Auto used
+    instead of each learned stage and why.
     """
 
     input: np.ndarray
@@ -259,7 +260,11 @@ class Pipeline:
         if not self.auto.learned:
             return plan, None
         megapixels = image.shape[0] * image.shape[1] / 1e6
-        fitted = AutoBudget(self.registry.is_available, megapixels, self.device_kind(), budget)
+        learned = [self.auto.learned[i] for i in plan.ids if i in self.auto.learned]
+        present = [i for i in learned if self.registry.is_available(i)]
+        # The device is asked for (torch imported) only when a learned stage could run.
+        device = self.device_kind() if present else (self._device_kind or "cpu")
+        fitted = AutoBudget(self.registry.is_available, megapixels, device, budget)
         plan, fit = fit_learned(plan, self.auto, fitted)
         for note in fit.notes:
             log.info("Auto: %s", note)

@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import logging
 import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -132,6 +133,10 @@ def test_request_during_a_download_is_served_by_the_fallback(
         during = pipeline.run(image, mask=mask)                 # not waiting on the download
         assert "inpaint.telea" in during.plan.ids and "inpaint.lama" not in during.plan.ids
         assert any("inpaint.telea used instead of inpaint.lama" in n for n in during.auto_notes)
+        for _ in range(400):  # the progress line of the pull thread, every 0.05 s
+            if any("40 %" in r.getMessage() for r in caplog.records):
+                break
+            time.sleep(0.05)
         downloader.go.set()
         status.join(30)
     assert status.row("big_lama").state == ModelState.PRESENT

@@ -178,7 +178,7 @@ def test_time_budget_flag_reaches_the_report_and_a_negative_one_is_refused(
     assert main(["restore", str(photo), "-o", str(tmp_path / "o.png"), "--report", str(report),
                  "--time-budget", "7.5"]) == 0
     data = json.loads(report.read_text())
-    assert data["time_budget_s"] == 7.5 and data["device"] in ("cpu", "cuda", "mps")
+    assert data["time_budget_s"] == 7.5 and data["device"] in (None, "cpu", "cuda", "mps")
     if "inpaint.telea" in data["plan"]:  # no big-lama.pt here: the report says so
         assert any("inpaint.lama" in note for note in data["auto_notes"])
     capsys.readouterr()
