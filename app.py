@@ -27,9 +27,13 @@ import pandas as pd  # noqa: E402
 from restorer import (ImageLimits, Pipeline, PlannedStage, RestoreResult, RestorerError,  # noqa: E402
                       StageKind, TriageResult, load_image, load_mask, plan_manual)
 from restorer.backends import return_large_blocks_to_the_system  # noqa: E402
+from restorer.costs import COSTS, describe_expected  # noqa: E402
 from restorer.imaging import (check_defect_mask, mask_to_image, outline_boxes,  # noqa: E402
                               overlay_mask, to_uint8)
-from restorer.service import PixelGate, ServiceConfig, build_pipeline, warm_up  # noqa: E402
+from restorer.model_status import ModelStatus, default_ids  # noqa: E402
+from restorer.pipeline import DEFAULT_TIME_BUDGET  # noqa: E402
+from restorer.service import (PixelGate, ServiceConfig, build_pipeline, build_store,  # noqa: E402
+                              warm_up)
 
 log = logging.getLogger("restorer.app")
 
@@ -51,7 +55,8 @@ class AppSettings:
     #: Pixels restored at once across all requests (bounds memory; see PixelGate).
     pixels_in_flight: int = 48_000_000
     limits: ImageLimits = ImageLimits()
-
+    #: Seconds between refreshes of the Models panel in an open page.
+    models_refresh_s: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,8 @@ def _outputs(result: RestoreResult) -> tuple[Any, ...]:
     note = (f"{heading}Stages: {', '.join(result.plan.ids) or 'none'} "
             f"({result.message}). "
             f"Defect mask {used}: {mask.mean() * 100:.2f} % of the photo.")
+    if result.auto_notes:
+        note += " **Published models:** " + "; ".join(result.auto_notes) + "."
     overlay = overlay_mask(result.input, mask)
     for record in result.stages:
         if record.kind == StageKind.FACE.value:
@@ -298,38 +305,50 @@ def _editor_mask(value: dict | None, shape: tuple[int, int]) -> np.ndarray | Non
     return painted
 
 
-def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.Blocks:
-    """The page, wired to ``pipeline`` (built once, shared by all requests)."""
-    limits = settings.limits
-    specs = {s.id: s for s in pipeline.registry.specs()}
-    gate = PixelGate(settings.pixels_in_flight)
-    uploads = SessionUploads()
+class PageActions:
+    """What the page's buttons do, over ``pipeline`` (built once, shared by all requests).
 
-    def upload(payload: str | dict, request: gr.Request | None) -> str:
+    The methods are the events' handlers; their signatures are the named API endpoints'.
+    """
+
+    def __init__(self, pipeline: Pipeline, settings: AppSettings) -> None:
+        self.pipeline = pipeline
+        self.settings = settings
+        self.specs = {s.id: s for s in pipeline.registry.specs()}
+        self.gate = PixelGate(settings.pixels_in_flight)
+        self.uploads = SessionUploads()
+
+    def upload(self, payload: str | dict, request: gr.Request | None) -> str:
+        """The uploaded file's path, remembered for the session that sent it."""
         path = _upload_path(payload)
-        uploads.add(getattr(request, "session_hash", None), path)
+        self.uploads.add(getattr(request, "session_hash", None), path)
         return path
 
-    def load(photo: str | dict | None, request: gr.Request | None) -> np.ndarray:
+    def load(self, photo: str | dict | None, request: gr.Request | None) -> np.ndarray:
+        """The uploaded photo as float32 (H, W, 3) in [0, 1]; RestorerError when absent."""
         if not photo:
             raise RestorerError("Upload a photo first.")
-        path = upload(photo, request)
+        path = self.upload(photo, request)
         if not Path(path).is_file():
             raise RestorerError(f"The uploaded photo is no longer on the server (uploads are "
-                                f"kept {settings.keep_minutes:g} minutes): upload it again.")
-        return load_image(path, limits=limits)
+                                f"kept {self.settings.keep_minutes:g} minutes): upload it again.")
+        return load_image(path, limits=self.settings.limits)
 
-    def run(image: np.ndarray, plan, mask, progress: gr.Progress) -> tuple[Any, ...]:
+    def run(self, image: np.ndarray, plan, mask, progress: gr.Progress,
+            time_budget: float | None = None) -> tuple[Any, ...]:
+        """Run ``plan`` (None: Auto) within the pixel gate; the page's output values."""
         pixels = image.shape[0] * image.shape[1]
+        gate = self.gate
         if gate.in_use and gate.in_use + pixels > gate.budget:
             progress(0.0, desc="waiting for memory: other large photos are being restored")
         with gate.admit(pixels):
-            result = pipeline.run(image, plan, mask=mask,
-                                  progress=lambda f, text: progress(f, desc=text))
+            result = self.pipeline.run(image, plan, mask=mask, time_budget=time_budget,
+                                       progress=lambda f, text: progress(f, desc=text))
             return _outputs(result)
 
-    def manual_plan(kinds: list[str], detect_id: str, sensitivity: float, inpaint_id: str,
+    def manual_plan(self, kinds: list[str], detect_id: str, sensitivity: float, inpaint_id: str,
                     deblur_id: str, face: FaceChoice, has_mask: bool):
+        """The Manual plan of the ticked ``kinds`` with the chosen stages."""
         unknown = [k for k in kinds if k not in KINDS]
         if unknown:
             raise RestorerError(f"unknown stage kind '{unknown[0]}': use {', '.join(KINDS)}")
@@ -337,132 +356,264 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings()) -> gr.
                   "inpaint": PlannedStage(inpaint_id), "deblur": PlannedStage(deblur_id),
                   "face": PlannedStage(face.stage_id, face.options()),
                   "colour": PlannedStage("colour.ddcolor")}
-        return plan_manual([chosen[k] for k in KINDS if k in kinds], specs, has_mask=has_mask)
+        return plan_manual([chosen[k] for k in KINDS if k in kinds], self.specs,
+                           has_mask=has_mask)
 
-    def restore(photo, mode, kinds, detect_id, sensitivity, inpaint_id, deblur_id, mask_file,
-                face_id, fidelity, which_faces, min_face, upscale, request: gr.Request,
+    def restore(self, photo, mode, kinds, detect_id, sensitivity, inpaint_id, deblur_id,
+                mask_file, face_id, fidelity, which_faces, min_face, upscale,
+                time_budget=DEFAULT_TIME_BUDGET, request: gr.Request = None,
                 progress=gr.Progress()):
         """Restore a photo. mode: "Auto" (triage decides) or "Manual" (run the ticked kinds).
 
         Face options (Manual, kind "face"): fidelity 0..1 (0 keeps the input face), which faces
         ("all", "centre" or "large" = at least ``min_face`` px), upscale 1, 2 or 4. A given
-        mask replaces detection (the CLI's default ``--mask-mode replace``).
+        mask replaces detection (the CLI's default ``--mask-mode replace``). ``time_budget``
+        (Auto): seconds the published learned stages may take (empty: no budget).
         """
         try:
             if mode not in MODES:
                 raise RestorerError(f"unknown mode '{mode}': use Auto or Manual")
-            image = load(photo, request)
+            budget = _time_budget(time_budget)
+            image = self.load(photo, request)
             mask = (None if not mask_file
-                    else load_mask(upload(mask_file, request), shape=image.shape[:2],
-                                   limits=limits))
+                    else load_mask(self.upload(mask_file, request), shape=image.shape[:2],
+                                   limits=self.settings.limits))
             plan = None
             if mode == "Manual":
                 face = FaceChoice(face_id, fidelity, which_faces, min_face, upscale)
-                plan = manual_plan(kinds or [], detect_id, sensitivity, inpaint_id, deblur_id,
-                                   face, mask is not None)
-            return run(image, plan, mask, progress)
+                plan = self.manual_plan(kinds or [], detect_id, sensitivity, inpaint_id,
+                                        deblur_id, face, mask is not None)
+            return self.run(image, plan, mask, progress, budget)
         except Exception as exc:
             raise _page_error(exc, "restore the photo") from None
 
-    def inpaint_with_editor(photo, editor, inpaint_id, request: gr.Request,
+    def inpaint_with_editor(self, photo, editor, inpaint_id, request: gr.Request,
                             progress=gr.Progress()):
+        """Inpaint the mask painted in the editor with ``inpaint_id``."""
         try:
-            image = load(photo, request)
+            image = self.load(photo, request)
             mask = _editor_mask(editor, image.shape[:2])
             if mask is None or not mask.any():
                 raise RestorerError("the mask is empty: paint over the defects first")
             check_defect_mask(mask)
-            plan = plan_manual([inpaint_id], specs, has_mask=True)
-            return run(image, plan, mask, progress)
+            plan = plan_manual([inpaint_id], self.specs, has_mask=True)
+            return self.run(image, plan, mask, progress)
         except Exception as exc:
             raise _page_error(exc, "inpaint with the painted mask") from None
 
-    def detect(photo, detect_id, sensitivity, request: gr.Request, progress=gr.Progress()):
+    def detect(self, photo, detect_id, sensitivity, request: gr.Request, progress=gr.Progress()):
         """Find defects only: triage labels and the defect mask; the photo is not changed."""
         try:
-            plan = plan_manual([PlannedStage(detect_id, {"sensitivity": sensitivity})], specs)
-            return run(load(photo, request), plan, None, progress)
+            plan = plan_manual([PlannedStage(detect_id, {"sensitivity": sensitivity})],
+                               self.specs)
+            return self.run(self.load(photo, request), plan, None, progress)
         except Exception as exc:
             raise _page_error(exc, "find the defects") from None
 
+    def expected(self, stage_id: str | None) -> str:
+        """The line next to a Manual choice: a learned stage's expected time (else empty)."""
+        if not stage_id or stage_id not in COSTS:
+            return ""
+        line = describe_expected(stage_id, 1.0, self.pipeline.device_kind())
+        return f"*Expected: {line}*" if line else ""
+
+
+def _time_budget(value: Any) -> float | None:
+    """The page's time budget in seconds (None: no budget); RestorerError when negative."""
+    if value is None or value == "":
+        return float("inf")
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise RestorerError(f"the time budget must be a number of seconds, not '{value}'") from None
+    if not seconds >= 0:
+        raise RestorerError(f"the time budget must be 0 or more seconds, not {value}")
+    return seconds
+
+
+@dataclass(frozen=True)
+class ManualControls:
+    """The Manual mode controls (in the order /restore takes them after photo and mode)."""
+
+    box: Any
+    kinds: Any
+    detect_id: Any
+    sensitivity: Any
+    inpaint_id: Any
+    deblur_id: Any
+    face_id: Any
+    fidelity: Any
+    which_faces: Any
+    min_face: Any
+    upscale: Any
+    mask_file: Any
+    expected: tuple[tuple[Any, Any], ...]  # (dropdown, its expected-time line)
+
+
+@dataclass(frozen=True)
+class EditorControls:
+    """The mask editor accordion."""
+
+    editor: Any
+    method: Any
+    rerun: Any
+
+
+def _manual_panel(pipeline: Pipeline, actions: PageActions) -> ManualControls:
+    """Stage choices, face options and the user-mask upload of Manual mode (hidden in Auto);
+    a learned stage's choice shows its expected time in a line under it."""
+    with gr.Group(visible=False) as box:
+        kinds = gr.CheckboxGroup(list(KINDS), value=["detect", "inpaint"],
+                                 label="Stages (run in this order)")
+        detect_id = gr.Dropdown(_choices(pipeline, StageKind.DETECT),
+                                value=pipeline.auto.detect, label="Detection")
+        detect_time = gr.Markdown(actions.expected(pipeline.auto.detect))
+        sensitivity = gr.Slider(0.0, 1.0, value=0.5, step=0.05, label="Detection sensitivity")
+        inpaint_id = gr.Dropdown(_choices(pipeline, StageKind.INPAINT),
+                                 value=pipeline.auto.inpaint, label="Inpainting")
+        inpaint_time = gr.Markdown(actions.expected(pipeline.auto.inpaint))
+        deblur_id = gr.Dropdown(_choices(pipeline, StageKind.DEBLUR), value="deblur.rl",
+                                label="Deblur")
+        deblur_time = gr.Markdown("")
+        face_choices = _choices(pipeline, StageKind.FACE)
+        face_id = gr.Dropdown(face_choices, value=face_choices[0][1] if face_choices else None,
+                              label="Face restoration")
+        fidelity = gr.Slider(0.0, 1.0, value=0.7, step=0.05,
+                             label="Face fidelity (0 = keep the input face, 1 = full restoration)")
+        with gr.Row():
+            which_faces = gr.Radio(["all", "centre", "large"], value="all", label="Which faces")
+            min_face = gr.Number(64, precision=0, minimum=16, label="'large' = at least (px)")
+            upscale = gr.Radio([1, 2, 4], value=1, label="Upscale")
+        mask_file = gr.Image(label="Defect mask to use instead of detection (optional: any "
+                                   "non-black pixel is a defect)",
+                             type="filepath", image_mode=None, height=160)
+    return ManualControls(box, kinds, detect_id, sensitivity, inpaint_id, deblur_id, face_id,
+                          fidelity, which_faces, min_face, upscale, mask_file,
+                          ((detect_id, detect_time), (inpaint_id, inpaint_time),
+                           (deblur_id, deblur_time)))
+
+
+def _editor_panel(pipeline: Pipeline) -> EditorControls:
+    """The accordion where the defect mask is corrected by hand and inpainted again."""
+    with gr.Accordion("Correct the defect mask and inpaint again", open=False):
+        editor = gr.ImageEditor(label="Paint defects with the brush, erase mistakes",
+                                type="numpy", brush=gr.Brush(colors=["#ff0000"], default_size=8),
+                                sources=(), transforms=())
+        method = gr.Dropdown(_choices(pipeline, StageKind.INPAINT), value=pipeline.auto.inpaint,
+                             label="Inpainting")
+        rerun = gr.Button("Inpaint with this mask")
+    return EditorControls(editor, method, rerun)
+
+
+def _results_panel(pipeline: Pipeline) -> list[Any]:
+    """The outputs every action fills: note, labels, slider, overlay, mask, restored photo,
+    timings, report (the editor is appended by the caller)."""
+    triage_spec = pipeline.registry.spec(pipeline.triage_id)
+    note = gr.Markdown(f"Triage: **{triage_spec.title}**: {triage_spec.description}")
+    labels = gr.Label(label="Damage found (triage)", num_top_classes=4)
+    slider = gr.ImageSlider(label="Before (left) / after (right): drag to compare",
+                            type="numpy", format="png")
+    with gr.Row():
+        overlay = gr.Image(label="Defects (red)", format="png", interactive=False)
+        mask_out = gr.Image(label="Defect mask (white = defect)", format="png", image_mode="L",
+                            interactive=False)
+    restored = gr.Image(label="Restored photo (full-resolution PNG)", format="png",
+                        interactive=False)
+    timings = gr.BarPlot(x="stage", y="seconds", title="Seconds per stage", height=220)
+    report = gr.JSON(label="Report")
+    return [note, labels, slider, overlay, mask_out, restored, timings, report]
+
+
+MODEL_COLUMNS = ["model", "stage", "status", "licence", "size (MB)"]
+
+
+def models_table(models: ModelStatus | None) -> pd.DataFrame:
+    """The Models panel's rows: each manifest file's state (present / downloading with
+    percent / unavailable and why, with the ``weights pull`` command), licence and size."""
+    if models is None:
+        return pd.DataFrame([["-", "-", "not tracked by this server", "-", None]],
+                            columns=MODEL_COLUMNS)
+    return pd.DataFrame([[r.id, r.stage, r.status, r.licence, r.size_mb] for r in models.rows()],
+                        columns=MODEL_COLUMNS)
+
+
+def _models_panel(models: ModelStatus | None, refresh_s: float) -> None:
+    """The Models accordion, refreshed every ``refresh_s`` seconds while the page is open
+    (also a named endpoint, /models)."""
+    with gr.Accordion("Models", open=False):
+        gr.Markdown("Published models are pulled in the background at start; until a file "
+                    "is verified, Auto uses the classical fallback and says so.")
+        table = gr.Dataframe(models_table(models), headers=MODEL_COLUMNS, interactive=False,
+                             wrap=True)
+        timer = gr.Timer(refresh_s)
+    # Not limited by the restore concurrency: a tick never waits behind a long restore.
+    timer.tick(lambda: models_table(models), None, table, api_name="models",
+               show_progress="hidden", concurrency_limit=None)
+
+
+def _controls_panel(pipeline: Pipeline, actions: PageActions) -> tuple[dict[str, Any],
+                                                                        ManualControls,
+                                                                        EditorControls]:
+    """The left column: photo, mode, time budget, Manual controls, buttons, examples, editor."""
+    photo = gr.Image(label="Old photo", type="filepath", image_mode=None,
+                     sources=["upload", "clipboard"], height=360)
+    mode = gr.Radio(["Auto", "Manual"], value="Auto", label="Mode")
+    budget = pipeline.time_budget
+    time_budget = gr.Number(budget, minimum=0, label="Auto: seconds the published models may "
+                            "take (slower ones are replaced by classical fills; empty: no limit)")
+    manual = _manual_panel(pipeline, actions)
+    with gr.Row():
+        detect_button = gr.Button("Find defects")
+        run_button = gr.Button("Restore", variant="primary")
+    examples, examples_label = example_files()
+    if examples:
+        gr.Examples([[str(p)] for p in examples], inputs=[photo], label=examples_label)
+    editor = _editor_panel(pipeline)
+    controls = {"photo": photo, "mode": mode, "time_budget": time_budget,
+                "detect_button": detect_button, "run_button": run_button}
+    return controls, manual, editor
+
+
+def _wire(actions: PageActions, controls: dict[str, Any], manual: ManualControls,
+          editor: EditorControls, outputs: list[Any]) -> None:
+    """The events: mode switch, expected-time lines, Restore, Find defects, Inpaint again."""
+    controls["mode"].change(lambda m: gr.update(visible=m == "Manual"), controls["mode"],
+                            manual.box, api_visibility="private")
+    for dropdown, line in manual.expected:
+        dropdown.change(actions.expected, dropdown, line, api_visibility="private")
+    m = manual
+    controls["run_button"].click(
+        actions.restore, [controls["photo"], controls["mode"], m.kinds, m.detect_id,
+                          m.sensitivity, m.inpaint_id, m.deblur_id, m.mask_file, m.face_id,
+                          m.fidelity, m.which_faces, m.min_face, m.upscale,
+                          controls["time_budget"]],
+        outputs, api_name="restore", preprocess=False)
+    editor.rerun.click(actions.inpaint_with_editor, [controls["photo"], editor.editor,
+                                                     editor.method], outputs,
+                       api_visibility="private")
+    controls["detect_button"].click(actions.detect, [controls["photo"], m.detect_id,
+                                                     m.sensitivity], outputs,
+                                    api_name="detect", preprocess=False)
+
+
+def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings(),
+               models: ModelStatus | None = None) -> gr.Blocks:
+    """The page, wired to ``pipeline`` (built once, shared by all requests); ``models``: the
+    model files' states for the Models panel (None: not tracked)."""
+    actions = PageActions(pipeline, settings)
     with gr.Blocks(title="restorer: old photo restoration") as demo:
         gr.Markdown("# restorer\nUpload a scan of an old photo. **Auto** finds what is wrong "
                     "and repairs it; **Manual** lets you pick the stages and correct the mask.")
         with gr.Row():
             with gr.Column(scale=1):
-                photo = gr.Image(label="Old photo", type="filepath", image_mode=None,
-                                 sources=["upload", "clipboard"], height=360)
-                mode = gr.Radio(["Auto", "Manual"], value="Auto", label="Mode")
-                with gr.Group(visible=False) as manual_box:
-                    kinds = gr.CheckboxGroup(list(KINDS), value=["detect", "inpaint"],
-                                             label="Stages (run in this order)")
-                    detect_id = gr.Dropdown(_choices(pipeline, StageKind.DETECT),
-                                            value=pipeline.auto.detect, label="Detection")
-                    sensitivity = gr.Slider(0.0, 1.0, value=0.5, step=0.05,
-                                            label="Detection sensitivity")
-                    inpaint_id = gr.Dropdown(_choices(pipeline, StageKind.INPAINT),
-                                             value=pipeline.auto.inpaint, label="Inpainting")
-                    deblur_id = gr.Dropdown(_choices(pipeline, StageKind.DEBLUR),
-                                            value="deblur.rl", label="Deblur")
-                    face_choices = _choices(pipeline, StageKind.FACE)
-                    face_id = gr.Dropdown(face_choices, value=face_choices[0][1] if face_choices
-                                          else None, label="Face restoration")
-                    fidelity = gr.Slider(0.0, 1.0, value=0.7, step=0.05,
-                                         label="Face fidelity (0 = keep the input face, "
-                                               "1 = full restoration)")
-                    with gr.Row():
-                        which_faces = gr.Radio(["all", "centre", "large"], value="all",
-                                               label="Which faces")
-                        min_face = gr.Number(64, precision=0, minimum=16,
-                                             label="'large' = at least (px)")
-                        upscale = gr.Radio([1, 2, 4], value=1, label="Upscale")
-                    mask_file = gr.Image(label="Defect mask to use instead of detection "
-                                               "(optional: any non-black pixel is a defect)",
-                                         type="filepath", image_mode=None, height=160)
-                with gr.Row():
-                    detect_button = gr.Button("Find defects")
-                    run_button = gr.Button("Restore", variant="primary")
-                examples, examples_label = example_files()
-                if examples:
-                    gr.Examples([[str(p)] for p in examples], inputs=[photo],
-                                label=examples_label)
-                with gr.Accordion("Correct the defect mask and inpaint again", open=False):
-                    editor = gr.ImageEditor(label="Paint defects with the brush, erase mistakes",
-                                            type="numpy", brush=gr.Brush(colors=["#ff0000"],
-                                                                         default_size=8),
-                                            sources=(), transforms=())
-                    editor_method = gr.Dropdown(_choices(pipeline, StageKind.INPAINT),
-                                                value=pipeline.auto.inpaint, label="Inpainting")
-                    rerun = gr.Button("Inpaint with this mask")
+                controls, manual, editor = _controls_panel(pipeline, actions)
+                _models_panel(models, settings.models_refresh_s)
             with gr.Column(scale=2):
-                triage_spec = pipeline.registry.spec(pipeline.triage_id)
-                note = gr.Markdown(f"Triage: **{triage_spec.title}**: "
-                                   f"{triage_spec.description}")
-                labels = gr.Label(label="Damage found (triage)", num_top_classes=4)
-                slider = gr.ImageSlider(label="Before (left) / after (right): drag to compare",
-                                        type="numpy", format="png")
-                with gr.Row():
-                    overlay = gr.Image(label="Defects (red)", format="png", interactive=False)
-                    mask_out = gr.Image(label="Defect mask (white = defect)", format="png",
-                                        image_mode="L", interactive=False)
-                restored = gr.Image(label="Restored photo (full-resolution PNG)", format="png",
-                                    interactive=False)
-                timings = gr.BarPlot(x="stage", y="seconds", title="Seconds per stage",
-                                     height=220)
-                report = gr.JSON(label="Report")
-        outputs = [note, labels, slider, overlay, mask_out, restored, timings, report, editor]
-        mode.change(lambda m: gr.update(visible=m == "Manual"), mode, manual_box,
-                    api_visibility="private")
-        run_button.click(restore, [photo, mode, kinds, detect_id, sensitivity, inpaint_id,
-                                   deblur_id, mask_file, face_id, fidelity, which_faces, min_face,
-                                   upscale], outputs, api_name="restore", preprocess=False)
-        rerun.click(inpaint_with_editor, [photo, editor, editor_method], outputs,
-                    api_visibility="private")
-        detect_button.click(detect, [photo, detect_id, sensitivity], outputs, api_name="detect",
-                            preprocess=False)
+                outputs = _results_panel(pipeline)
+        _wire(actions, controls, manual, editor, outputs + [editor.editor])
 
         def forget_uploads(request: gr.Request) -> None:
-            uploads.forget(request.session_hash)
+            actions.uploads.forget(request.session_hash)
 
         demo.unload(forget_uploads)
     return demo
@@ -488,12 +639,16 @@ def parse_args(argv: list[str] | None = None) -> tuple[AppSettings, ServiceConfi
     parser.add_argument("--offline", action="store_true",
                         default=os.environ.get("HF_HUB_OFFLINE") == "1",
                         help="never download weights (default from HF_HUB_OFFLINE)")
+    parser.add_argument("--time-budget", type=float, default=DEFAULT_TIME_BUDGET, metavar="S",
+                        help="seconds Auto's published models may take per photo by default "
+                             f"(the page can change it; default {DEFAULT_TIME_BUDGET:g}; inf: none)")
     args = parser.parse_args(argv)
     settings = AppSettings(host=args.host, port=args.port, share=args.share,
                            concurrency=args.concurrency, queue_size=args.queue_size,
                            keep_minutes=args.keep_minutes,
                            pixels_in_flight=int(args.pixels_in_flight * 1e6))
-    return settings, ServiceConfig(offline=args.offline)
+    budget = None if args.time_budget == float("inf") else args.time_budget
+    return settings, ServiceConfig(offline=args.offline, time_budget=budget)
 
 
 def launch(demo: gr.Blocks, settings: AppSettings, **kwargs: Any) -> CacheJanitor:
@@ -521,7 +676,19 @@ def main(argv: list[str] | None = None) -> None:
     settings, config = parse_args(argv)
     pipeline = build_pipeline(config)
     warm_up(pipeline)
-    launch(build_demo(pipeline, settings), settings)
+    models = start_models(pipeline, config)
+    launch(build_demo(pipeline, settings, models), settings)
+
+
+def start_models(pipeline: Pipeline, config: ServiceConfig) -> ModelStatus:
+    """The Models panel's source; the missing default files are pulled in the background
+    (offline: none), and each verified one is loaded at once (warm_up) for the next request."""
+    store = build_store(config)
+    wanted = default_ids(((s.id, s.weights) for s in pipeline.registry.specs()),
+                         store.manifest.ids)
+    models = ModelStatus(store, wanted, on_ready=lambda weight_id: warm_up(pipeline))
+    models.start_pull()
+    return models
 
 
 if __name__ == "__main__":

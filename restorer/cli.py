@@ -20,7 +20,7 @@ from restorer.backends import DEVICE_HELP, return_large_blocks_to_the_system
 from restorer.errors import ExitCode, OutputPathError, RestorerError, Terminated, exit_code
 from restorer.imaging import ImageLimits
 from restorer.jobs import JobSettings, Outputs, check_outputs, restore_file
-from restorer.pipeline import Pipeline, RestoreResult
+from restorer.pipeline import DEFAULT_TIME_BUDGET, Pipeline, RestoreResult
 from restorer.planner import MASK_MODES, PlannedStage, plan_manual
 from restorer.service import DEVICE_ENV, ServiceConfig, build_pipeline
 from restorer.stages.base import StageKind
@@ -106,6 +106,11 @@ def add_job_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None,
                         help=f"where torch stages (face) run: {DEVICE_HELP}; "
                              f"default: ${DEVICE_ENV}, else auto")
+    parser.add_argument("--time-budget", type=float, default=DEFAULT_TIME_BUDGET, metavar="S",
+                        help="auto: seconds the published learned stages may take per photo; "
+                             "those that would not fit are replaced by their classical "
+                             f"fallbacks and the report says so (default {DEFAULT_TIME_BUDGET:g}; "
+                             "inf: no budget)")
 
 
 def parse_stages(text: str, pipeline: Pipeline, options: dict[str, dict[str, object]]) -> list[PlannedStage]:
@@ -174,6 +179,11 @@ def _settings(args: argparse.Namespace, pipeline: Pipeline) -> JobSettings:
                        colourise=args.colourise)
 
 
+def _time_budget(args: argparse.Namespace) -> float | None:
+    """``--time-budget`` in seconds (None: no budget)."""
+    return None if args.time_budget == float("inf") else args.time_budget
+
+
 def _summary(target: Path, result: RestoreResult) -> str:
     label = result.triage.label if result.triage else "-"
     line = (f"{target}: {label}; stages: {', '.join(result.plan.ids) or 'none'} "
@@ -200,6 +210,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     config = ServiceConfig(offline=os.environ.get("HF_HUB_OFFLINE") == "1")
     if args.device is not None:
         config = replace(config, device=args.device)
+    config = replace(config, time_budget=_time_budget(args))
     pipeline = build_pipeline(config)
     settings = _settings(args, pipeline)
     if args.input.is_dir():

@@ -94,7 +94,7 @@ def describe_expected(stage_id: str, megapixels: float, device: str,
     seconds = expected_seconds(stage_id, megapixels, device, costs)
     where = "this CPU" if device == "cpu" else f"this {device.upper()} device"
     what = ("per filled region (one 512 px pass; wide tears over a large photo take several)"
-            if stage_id == "inpaint.lama" else f"for this {megapixels:.1f} MP photo")
+            if stage_id == "inpaint.lama" else f"for a {megapixels:.1f} MP photo")
     if seconds is None:
         return f"{_TITLES[stage_id]}: cost on {where} not measured yet {what}."
     return f"{_TITLES[stage_id]}: about {seconds:.0f} s on {where} {what}."

@@ -9,20 +9,25 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
+from restorer.costs import COSTS, AutoFit, describe_expected
 from restorer.errors import PlanError, RestorerError, StageError
 from restorer.imaging import validate_image, validate_mask
 from restorer.mount import find_print
-from restorer.planner import AutoMethods, Plan, PlannedStage, apply_user_mask, plan_auto
+from restorer.planner import (AutoBudget, AutoMethods, Plan, PlannedStage, apply_user_mask,
+                              fit_learned, plan_auto)
 from restorer.registry import Registry
 from restorer.stages.base import StageKind, StageOutput, TriageResult, Work
 from restorer.tone import Tone, analyse_tone, apply_tone
 
-__all__ = ["StageRecord", "RestoreResult", "Pipeline", "PipelineProgress"]
+__all__ = ["StageRecord", "RestoreResult", "Pipeline", "PipelineProgress", "DEFAULT_TIME_BUDGET"]
 
 log = logging.getLogger(__name__)
 
 #: Overall progress: fraction of the whole run in [0, 1] and a description.
 PipelineProgress = Callable[[float, str], None]
+
+DEFAULT_TIME_BUDGET = 20.0
+"""Seconds Auto's learned stages may take on one photo (restorer.costs figures) by default."""
 
 
 @dataclass(frozen=True)
@@ -46,7 +51,10 @@ class RestoreResult:
     ``image`` is the final float32 (H, W, 3) [0, 1] photo; ``mask`` the bool (H, W) defect mask
     (detected or given; None when there was none), which was inpainted when ``inpainted``;
     ``mask_source`` says where it came from: "detected", "user" or "user+detected".
-    ``options_unused`` names stages given options that did not run.
+    ``options_unused`` names stages given options that did not run. ``skipped_for_time``
+    names the learned stages Auto left out to keep within ``time_budget`` seconds on
+    ``device`` (None until a learned stage could run); ``auto_notes`` says what Auto used
+    instead of each learned stage and why.
     """
 
     input: np.ndarray
@@ -60,6 +68,10 @@ class RestoreResult:
     message: str
     mask_source: str | None = None
     options_unused: tuple[str, ...] = ()
+    skipped_for_time: tuple[str, ...] = ()
+    auto_notes: tuple[str, ...] = ()
+    time_budget: float | None = None
+    device: str | None = None
 
     @property
     def inpainted(self) -> bool:
@@ -97,6 +109,10 @@ class RestoreResult:
             "inpainted": self.inpainted,
             "mask_source": self.mask_source,
             "options_unused": list(self.options_unused),
+            "time_budget_s": self.time_budget,
+            "device": self.device,
+            "skipped_for_time": list(self.skipped_for_time),
+            "auto_notes": list(self.auto_notes),
             "size": [int(self.image.shape[1]), int(self.image.shape[0])],
             "message": self.message,
         }
@@ -107,7 +123,9 @@ class Pipeline:
 
     ``triage_id``/``detect_id`` pick the triage and the detector it relies on; ``auto`` the
     stages Auto mode uses; ``weight_versions`` maps manifest ids to the version string recorded
-    in results.
+    in results. ``time_budget``: seconds Auto's learned stages may take per photo (None: no
+    budget); ``device``: where torch stages run ("cpu", "cuda", "mps"), asked for on the first
+    Auto run that weighs a learned stage (default: resolved from "auto" then).
     """
 
     def __init__(
@@ -117,10 +135,15 @@ class Pipeline:
         triage_id: str = "triage.heuristic",
         auto: AutoMethods = AutoMethods(),
         weight_versions: Mapping[str, str] | None = None,
+        time_budget: float | None = DEFAULT_TIME_BUDGET,
+        device: Callable[[], str] | None = None,
     ) -> None:
         self.registry = registry
         self.triage_id = triage_id
         self.auto = auto
+        self.time_budget = time_budget
+        self._device = device
+        self._device_kind: str | None = None
         self._weight_versions = dict(weight_versions or {})
 
     def auto_stage_ids(self) -> list[str]:
@@ -128,6 +151,7 @@ class Pipeline:
         auto = self.auto
         ids = [self.triage_id, auto.detect, auto.inpaint, auto.large_inpaint, auto.tone,
                auto.deblur, auto.face]
+        ids += [auto.learned[i] for i in ids if i in auto.learned]
         return list(dict.fromkeys(i for i in ids if i is not None))
 
     def check_options(self, options: Mapping[str, Mapping[str, Any]],
@@ -153,6 +177,7 @@ class Pipeline:
         options: Mapping[str, Mapping[str, Any]] | None = None,
         progress: PipelineProgress | None = None,
         colourise: bool = False,
+        time_budget: float | None = None,
     ) -> RestoreResult:
         """Restore float32 (H, W, 3) [0, 1] ``image``.
 
@@ -184,12 +209,18 @@ class Pipeline:
             work = self._run_stage(detect, work, records, report, 0.0, 0.2, run)
         work = self._run_stage(PlannedStage(self.triage_id), work, records, report, 0.2, 0.3, run)
         specs = {s.id: s for s in self.registry.specs()}
+        fit = None
+        budget = self.time_budget if time_budget is None else time_budget
+        budget = None if budget is None or budget == float("inf") else float(budget)
         if plan is None:
             plan = plan_auto(work.triage, self.auto, colourise=colourise)
             if mask is not None:
                 plan = apply_user_mask(plan, specs, mask_mode, self.auto)
-        elif mask is not None:
-            plan = apply_user_mask(plan, specs, mask_mode, None)
+            plan, fit = self._fit_learned(plan, image, budget)
+        else:
+            if mask is not None:
+                plan = apply_user_mask(plan, specs, mask_mode, None)
+            self._say_expected(plan, image)
         done = {(r.id, tuple(sorted(r.options.items()))) for r in records}
         todo = [s for s in plan.stages
                 if (s.id, tuple(sorted(self._options(s, run).items()))) not in done]
@@ -214,7 +245,47 @@ class Pipeline:
             triage=work.triage, plan=plan, stages=tuple(records), weights=weights, tone=tone,
             message=plan.reason, mask_source=source,
             options_unused=tuple(i for i in overrides if i not in ran),
+            skipped_for_time=() if fit is None else fit.skipped_for_time,
+            auto_notes=() if fit is None else fit.notes,
+            time_budget=budget if fit is not None else None, device=self._device_kind,
         )
+
+    def device_kind(self) -> str:
+        """Where torch stages run here ("cpu", "cuda", "mps"), resolved once."""
+        if self._device_kind is None:
+            if self._device is not None:
+                self._device_kind = self._device()
+            else:
+                from restorer.backends import resolve_device
+
+                self._device_kind = str(resolve_device("auto").type)
+        return self._device_kind
+
+    def _fit_learned(self, plan: Plan, image: np.ndarray,
+                     budget: float | None) -> tuple[Plan, AutoFit | None]:
+        """An Auto ``plan`` with the learned stages that are present now and fit ``budget``
+        seconds (planner.fit_learned), and the fit (None: Auto prefers no learned stage)."""
+        if not self.auto.learned:
+            return plan, None
+        megapixels = image.shape[0] * image.shape[1] / 1e6
+        learned = [self.auto.learned[i] for i in plan.ids if i in self.auto.learned]
+        present = [i for i in learned if self.registry.is_available(i)]
+        # The device is asked for (torch imported) only when a learned stage could run.
+        device = self.device_kind() if present else (self._device_kind or "cpu")
+        fitted = AutoBudget(self.registry.is_available, megapixels, device, budget)
+        plan, fit = fit_learned(plan, self.auto, fitted)
+        for note in fit.notes:
+            log.info("Auto: %s", note)
+        return plan, fit
+
+    def _say_expected(self, plan: Plan, image: np.ndarray) -> None:
+        """Log the expected time of each learned stage of a hand-made ``plan`` before it runs
+        (the CLI shows it as a log line)."""
+        megapixels = image.shape[0] * image.shape[1] / 1e6
+        for stage_id in plan.ids:
+            if stage_id in COSTS:  # a warning, so that the CLI shows it without -v
+                log.warning("expected: %s", describe_expected(stage_id, megapixels,
+                                                           self.device_kind()))
 
     def _options(self, planned: PlannedStage, run: _Run) -> dict[str, Any]:
         merged = {**run.overrides.get(planned.id, {}), **planned.options}

@@ -8,13 +8,14 @@ detect, inpaint, tone, deblur, face (inpainting before face restoration measured
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
+from restorer.costs import AutoFit, fit_auto
 from restorer.errors import PlanError
 from restorer.stages.base import StageKind, StageSpec, TriageResult
 
-__all__ = ["PlannedStage", "Plan", "AutoMethods", "MASK_MODES", "plan_auto", "plan_manual",
-           "apply_user_mask"]
+__all__ = ["PlannedStage", "Plan", "AutoMethods", "AutoBudget", "LEARNED", "MASK_MODES",
+           "plan_auto", "plan_manual", "apply_user_mask", "fit_learned"]
 
 MASK_MODES = ("replace", "union")
 """What a user's mask does: "replace" detection (detect stages are skipped), or "union" with
@@ -50,6 +51,9 @@ class AutoMethods:
     None falls back to ``inpaint`` and the plan's reason says large holes need a large-hole
     inpainter. ``tone`` runs when triage finds the photo faded. ``colour`` colourises, only
     when asked for (``plan_auto(..., colourise=True)``); None: no colourisation stage here.
+    ``learned`` maps a classical
+    stage to the published learned one Auto prefers in its place when that file is present
+    and its expected time fits the budget (see :func:`fit_learned`); empty: never.
     """
 
     detect: str = "detect.morph"
@@ -59,6 +63,26 @@ class AutoMethods:
     large_inpaint: str | None = None
     tone: str | None = None
     colour: str | None = None
+    learned: Mapping[str, str] = field(default_factory=dict)
+
+
+LEARNED: Mapping[str, str] = {"detect.segnet": "detect.scratch", "inpaint.telea": "inpaint.lama",
+                              "deblur.rl": "deblur.nafnet"}
+"""The published stages Auto prefers over each classical one (restorer.service uses these)."""
+
+
+@dataclass(frozen=True)
+class AutoBudget:
+    """What Auto weighs its learned stages against for one photo (supplied per run).
+
+    ``available``: whether a stage's files are present and verified now; ``device``: where
+    torch stages run ("cpu", "cuda", "mps"); ``seconds``: the time budget (None: none).
+    """
+
+    available: Callable[[str], bool]
+    megapixels: float
+    device: str
+    seconds: float | None
 
 
 #: Labels that Auto repairs by detection and inpainting, with the words its reason uses.
@@ -111,6 +135,24 @@ def _plan_repairs(triage: TriageResult, methods: AutoMethods) -> Plan:
              if label in found and (label != "faded" or methods.tone is not None)]
     reason = f"triage found {' and '.join(words)}"
     return Plan(tuple(stages), "; ".join([reason, *notes]))
+
+
+def fit_learned(plan: Plan, methods: AutoMethods, budget: AutoBudget) -> tuple[Plan, AutoFit]:
+    """``plan`` (an Auto plan) with each stage that ``methods.learned`` upgrades replaced by
+    its learned stage where that stage is available and its expected time fits what is left
+    of ``budget.seconds`` (restorer.costs.fit_auto, in run order); otherwise the classical
+    stage stays. The fit's notes hold a sentence per fallback (weights missing, or skipped
+    for time and what a GPU would add); LaMa receives the seconds left as ``time_budget``."""
+    if not methods.learned:
+        return plan, AutoFit(plan.ids)
+    wanted = [methods.learned.get(s.id, s.id) for s in plan.stages]
+    fallbacks = {learned: classical for classical, learned in methods.learned.items()}
+    fit = fit_auto(wanted, available=budget.available, megapixels=budget.megapixels,
+                   device=budget.device, budget_s=budget.seconds, fallbacks=fallbacks)
+    given = {s.id: s.options for s in plan.stages}
+    stages = tuple(PlannedStage(i, {**given.get(i, {}), **fit.options.get(i, {})})
+                   for i in fit.stages)
+    return Plan(stages, plan.reason), fit
 
 
 def plan_manual(

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from restorer.backends import DEVICE_HELP, check_device_choice
+from restorer.backends import DEVICE_HELP, check_device_choice, resolve_device
 from restorer.errors import RestorerError
-from restorer.pipeline import Pipeline
-from restorer.planner import AutoMethods
+from restorer.pipeline import DEFAULT_TIME_BUDGET, Pipeline
+from restorer.planner import LEARNED, AutoMethods
 from restorer.registry import Registry, default_registry
 from restorer.weights import WeightStore, default_manifest_path, load_manifest
 
@@ -32,10 +32,9 @@ COLOUR_STAGE = "colour.ddcolor"
 TRIAGE_STAGES = ("triage.net", "triage.heuristic")
 """Triage stages in order of preference: the first whose weights are present is used."""
 DETECT_STAGES = ("detect.segnet", "detect.morph")
-INPAINT_STAGES = ("inpaint.lama", "inpaint.telea")
-"""Auto mode's inpainters: Big-LaMa when its file is present and verified (thin cracks still go
-to Telea inside it), else Telea (logged)."""
-"""Auto mode's detectors in order of preference: the first whose weights are present is used."""
+"""Auto mode's detectors in order of preference: the first whose weights are present is used.
+On each photo Auto then prefers the published stages of planner.LEARNED (detect.scratch,
+inpaint.lama, deblur.nafnet) where their files are present now and they fit the time budget."""
 
 
 def _device_from_env() -> str:
@@ -55,6 +54,8 @@ class ServiceConfig:
     cache_dir: Path | None = None
     offline: bool = False
     device: str = field(default_factory=_device_from_env)
+    #: Seconds Auto's learned stages may take per photo (None: no budget).
+    time_budget: float | None = DEFAULT_TIME_BUDGET
 
     def __post_init__(self) -> None:
         try:
@@ -62,6 +63,9 @@ class ServiceConfig:
         except RestorerError:
             raise RestorerError(f"unknown device '{self.device}' (from --device or {DEVICE_ENV}): "
                                 f"use {DEVICE_HELP}") from None
+        if self.time_budget is not None and not self.time_budget >= 0:
+            raise RestorerError(f"the time budget must be 0 or more seconds, not "
+                                f"{self.time_budget} (--time-budget)")
 
 
 def build_store(config: ServiceConfig) -> WeightStore:
@@ -94,11 +98,13 @@ def build_pipeline(config: ServiceConfig | None = None) -> Pipeline:
         log.info("Auto mode will not restore faces: weights %s are not available here",
                  ", ".join(missing))
     auto = AutoMethods(detect=_first_available(registry, DETECT_STAGES),
-                       inpaint=_first_available(registry, INPAINT_STAGES),
-                       face=None if missing else FACE_STAGE,
+                       inpaint="inpaint.telea", large_inpaint=LEARNED["inpaint.telea"],
+                       face=None if missing else FACE_STAGE, learned=LEARNED,
                        colour=COLOUR_STAGE if registry.is_available(COLOUR_STAGE) else None)
     triage = _first_available(registry, TRIAGE_STAGES)
-    return Pipeline(registry, triage_id=triage, auto=auto, weight_versions=versions)
+    return Pipeline(registry, triage_id=triage, auto=auto, weight_versions=versions,
+                    time_budget=config.time_budget,
+                    device=lambda: str(resolve_device(config.device).type))
 
 
 def _first_available(registry: Registry, preference: tuple[str, ...]) -> str:
@@ -126,6 +132,8 @@ def warm_up(pipeline: Pipeline) -> threading.Thread:
 
     def build() -> None:
         for stage_id in auto_stage_ids(pipeline):
+            if not pipeline.registry.is_available(stage_id):
+                continue  # a published file not here (yet): Auto falls back, nothing to load
             try:
                 pipeline.registry.build(stage_id)
             except Exception:  # logged here; the request that needs the stage reports it

@@ -54,9 +54,9 @@ def save_cracked_photo(folder: Path, seed: int = 0) -> tuple[Path, Damaged]:
 
 
 @contextmanager
-def serve(cache_dir: Path, pipeline=None) -> Iterator[str]:
-    """Build the real pipeline (or use ``pipeline``) and page, launch it queued on a free port;
-    yield its URL.
+def serve(cache_dir: Path, pipeline=None, models=None) -> Iterator[str]:
+    """Build the real pipeline (or use ``pipeline``) and page (its Models panel over
+    ``models``, a ModelStatus), launch it queued on a free port; yield its URL.
 
     Uses app.launch (the production path: queue limits, show_error, max_file_size) with the
     test's settings: concurrency 2, queue of 16, 127.0.0.1, no thread lock, quiet.
@@ -71,7 +71,7 @@ def serve(cache_dir: Path, pipeline=None) -> Iterator[str]:
         if pipeline is None:
             pipeline = build_pipeline(ServiceConfig(offline=True))
         warm_up(pipeline)  # as app.main does
-        demo = app.build_demo(pipeline, settings)
+        demo = app.build_demo(pipeline, settings, models)
         janitor = app.launch(demo, settings, prevent_thread_lock=True, quiet=True)
         try:
             url = demo.local_url

@@ -29,7 +29,11 @@ DEFAULTS = dict(detect_id="detect.morph", sensitivity=0.5, inpaint_id="inpaint.t
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with serve(tmp_path_factory.mktemp("gradio-cache")) as url:
+    from restorer.model_status import ModelStatus
+    from restorer.service import ServiceConfig, build_store
+
+    models = ModelStatus(build_store(ServiceConfig(offline=True)), ["big_lama"])
+    with serve(tmp_path_factory.mktemp("gradio-cache"), models=models) as url:
         yield url
 
 
@@ -84,9 +88,24 @@ def check_labels(labels, report):
 
 def test_named_endpoints_are_the_public_api(client):
     api = client.view_api(print_info=False, return_format="dict")
-    assert set(api["named_endpoints"]) == {"/restore", "/detect"}
+    assert set(api["named_endpoints"]) == {"/restore", "/detect", "/models"}
     assert [p["parameter_name"] for p in api["named_endpoints"]["/detect"]["parameters"]] == [
         "photo", "detect_id", "sensitivity"]
+    restore_params = [p["parameter_name"] for p in api["named_endpoints"]["/restore"]["parameters"]]
+    assert restore_params[-1] == "time_budget" and restore_params[:2] == ["photo", "mode"]
+    assert api["named_endpoints"]["/models"]["parameters"] == []
+
+
+def test_models_panel_lists_each_file_with_state_licence_and_size(client):
+    table = client.predict(api_name="/models")
+    rows = {row[0]: row for row in table["data"]}
+    assert table["headers"] == ["model", "stage", "status", "licence", "size (MB)"]
+    assert rows["detect_segnet"][2] == "present"                     # bundled
+    lama = rows["big_lama"]
+    assert lama[2].startswith("unavailable: offline mode is on")     # this server is offline
+    assert "python -m restorer weights pull big_lama" in lama[2]
+    assert lama[3] == "Apache-2.0" and lama[4] == pytest.approx(205.7, abs=0.1)
+    assert "weights lock" in rows["bopbtl_scratch"][2]
 
 
 def test_restore_auto_inpaints_only_the_detected_cracks(client, cracked):
@@ -246,7 +265,7 @@ def test_files_not_uploaded_through_the_app_are_refused(server, cracked):
 
     photo = {"path": str(cracked[0]), "orig_name": "cracked.png",
              "meta": {"_type": "gradio.FileData"}}
-    data = [photo, "Auto", [], *DEFAULTS.values(), None, *FACE_DEFAULTS]
+    data = [photo, "Auto", [], *DEFAULTS.values(), None, *FACE_DEFAULTS, 20.0]  # + time budget
     with httpx.Client(base_url=server, timeout=60) as http:
         call = http.post("gradio_api/call/restore", json={"data": data})
         assert call.status_code == 200, call.text
@@ -324,3 +343,22 @@ def test_cache_janitor_deletes_old_files_and_folders_but_keeps_examples(tmp_path
     assert not old.exists() and not old.parent.exists()  # the file and its emptied folder
     assert example.exists() and new.exists()
     assert demo.temp_file_sets[-1] == {str(new)}
+
+
+def test_time_budget_field_and_expected_time_line():
+    import app
+    from restorer.costs import COSTS
+    from restorer.errors import RestorerError
+    from restorer.service import ServiceConfig, build_pipeline
+
+    assert app._time_budget(None) == float("inf") and app._time_budget("") == float("inf")
+    assert app._time_budget(12) == 12.0
+    for bad in (-1, "soon"):
+        with pytest.raises(RestorerError, match="time budget"):
+            app._time_budget(bad)
+    actions = app.PageActions(build_pipeline(ServiceConfig(offline=True, device="cpu")),
+                              app.AppSettings())
+    line = actions.expected("deblur.nafnet")
+    assert f"about {COSTS['deblur.nafnet'].cpu_s_per_mp:.0f} s on this CPU" in line
+    assert "1.0 MP photo" in line
+    assert actions.expected("deblur.rl") == "" and actions.expected(None) == ""

@@ -258,3 +258,56 @@ def test_deblur_leaves_sharp_photo_alone(photos):
     out, sigma = deblur(image)
     assert sigma < 1.0
     assert psnr(image, out, data_range=1) > 35.0
+
+
+class StandInLama:
+    """A stage under inpaint.lama's id and weights (pipeline logic apart from the model)."""
+
+    spec: ClassVar[StageSpec] = StageSpec(
+        id="inpaint.lama", kind=StageKind.INPAINT, method="lama", title="LaMa stand-in",
+        description="", requires=frozenset({"mask"}), weights=("big_lama",),
+        options={"time_budget": Option.number(0.0, 0.0, 3600.0)})
+
+    def run(self, work, options, progress) -> StageOutput:
+        return TeleaInpainter().run(work, {"radius": 3}, progress)
+
+
+def test_auto_uses_a_learned_stage_once_its_file_arrives_and_keeps_to_the_budget(cracked):
+    """Presence is asked on every Auto run (a background pull may finish between two), the
+    report says what was used instead and why, and a budget too small skips it for time."""
+    from restorer.planner import AutoMethods
+
+    present = {"big_lama": False}
+    entries = list(_registry(cracked=True)._entries.values()) + [
+        StageEntry(StandInLama.spec, StandInLama)]
+    registry = Registry(entries, weight_check=lambda w: present[w])
+    auto = AutoMethods(detect="detect.morph", learned={"inpaint.telea": "inpaint.lama"})
+    pipeline = Pipeline(registry, triage_id="triage.fixed", auto=auto, device=lambda: "cpu")
+    image = cracked.image
+
+    missing = pipeline.run(image)
+    assert missing.plan.ids == ("detect.morph", "inpaint.telea")
+    assert "inpaint.telea used instead of inpaint.lama" in missing.auto_notes[0]
+    report = missing.report()
+    assert report["time_budget_s"] == 20.0
+    assert report["device"] is None  # no learned stage could run: torch was not even asked
+    assert report["auto_notes"] and "weights pull" in report["auto_notes"][0]
+
+    present["big_lama"] = True                      # the file has arrived
+    pulled = pipeline.run(image)
+    assert pulled.plan.ids == ("detect.morph", "inpaint.lama")
+    assert pulled.stages[-1].options["time_budget"] == pytest.approx(20.0)
+    assert not pulled.skipped_for_time and pulled.report()["device"] == "cpu"
+
+    hurried = pipeline.run(image, time_budget=0.5)  # one 512 px pass takes seconds on a CPU
+    assert hurried.plan.ids == ("detect.morph", "inpaint.telea")
+    assert hurried.skipped_for_time == ("inpaint.lama",)
+    assert "to stay within the 0.5 s budget" in hurried.report()["auto_notes"][0]
+    assert pipeline.run(image, time_budget=float("inf")).report()["time_budget_s"] is None
+    # Manual plans are not weighed (the user chose), and say no budget.
+    manual = pipeline.run(image, plan_manual(["detect.morph", "inpaint.lama"], registry_specs(registry)))
+    assert manual.plan.ids == ("detect.morph", "inpaint.lama") and manual.time_budget is None
+
+
+def registry_specs(registry: Registry) -> dict[str, StageSpec]:
+    return {s.id: s for s in registry.specs()}

@@ -121,3 +121,61 @@ def test_triage_reports_independent_labels():
     faded = triage_from_scores(0.3, 0.0, image=np.zeros((8, 8, 3), np.float32),
                                fade=lambda image: 0.8)
     assert faded.labels["faded"] == pytest.approx(0.8) and faded.found == {"faded"}
+
+
+# ------------------------------------------------------------- Auto's published stages (issue 28)
+def _budget(available=lambda s: True, megapixels=0.25, device="cpu", seconds=20.0):
+    from restorer.planner import AutoBudget
+
+    return AutoBudget(available, megapixels, device, seconds)
+
+
+def test_fit_learned_upgrades_classical_stages_whose_files_are_present():
+    from restorer.planner import LEARNED, fit_learned
+
+    methods = AutoMethods(detect="detect.segnet", learned=LEARNED)
+    plan = plan_auto(_labelled(cracked=0.9, blurred=0.9), methods)
+    assert plan.ids == ("detect.segnet", "inpaint.telea", "deblur.rl")
+    fitted, fit = fit_learned(plan, methods, _budget(megapixels=0.1, seconds=None))
+    assert fitted.ids == ("detect.scratch", "inpaint.lama", "deblur.nafnet")
+    assert not fit.skipped_for_time and not fit.notes and fitted.reason == plan.reason
+    assert fit_learned(plan, methods, _budget(megapixels=0.1)) == fit_learned(
+        plan, methods, _budget(megapixels=0.1))  # pure
+
+
+def test_fit_learned_keeps_the_fallback_and_says_why_when_a_file_is_missing():
+    from restorer.planner import LEARNED, fit_learned
+
+    methods = AutoMethods(detect="detect.segnet", learned=LEARNED)
+    plan = plan_auto(_labelled(cracked=0.9), methods)
+    fitted, fit = fit_learned(plan, methods, _budget(available=lambda s: s != "inpaint.lama"))
+    assert fitted.ids == ("detect.scratch", "inpaint.telea")
+    assert "inpaint.telea used instead of inpaint.lama" in fit.notes[0]
+    assert "weights pull" in fit.notes[0] and fitted.reason == plan.reason
+
+
+def test_fit_learned_skips_slow_stages_for_time_and_passes_lama_the_rest():
+    from restorer.costs import expected_seconds
+    from restorer.planner import LEARNED, fit_learned
+
+    methods = AutoMethods(detect="detect.segnet", learned=LEARNED)
+    plan = plan_auto(_labelled(cracked=0.9, blurred=0.9), methods)
+    fitted, fit = fit_learned(plan, methods, _budget(megapixels=1.0, seconds=20.0))
+    # On a 1 MP photo on the CPU the scratch detector and NAFNet exceed 20 s; LaMa's pass fits.
+    assert fitted.ids == ("detect.segnet", "inpaint.lama", "deblur.rl")
+    assert set(fit.skipped_for_time) == {"detect.scratch", "deblur.nafnet"}
+    assert any("to stay within the 20 s budget" in n and "GPU" in n for n in fit.notes)
+    lama = dict(fitted.stages[1].options)
+    assert lama["time_budget"] == pytest.approx(20.0, abs=0.1)
+    # A small photo: the detector fits and LaMa gets what it leaves.
+    fitted, _ = fit_learned(plan, methods, _budget(megapixels=0.25, seconds=20.0))
+    assert fitted.ids[:2] == ("detect.scratch", "inpaint.lama")
+    left = 20.0 - expected_seconds("detect.scratch", 0.25, "cpu")
+    assert dict(fitted.stages[1].options)["time_budget"] == pytest.approx(left, abs=0.1)
+
+
+def test_fit_learned_leaves_plans_alone_when_auto_prefers_no_learned_stage():
+    from restorer.planner import fit_learned
+
+    plan = plan_auto(_labelled(cracked=0.9))
+    assert fit_learned(plan, AutoMethods(), _budget())[0] == plan

@@ -243,7 +243,12 @@ def test_auto_picks_lama_when_its_file_is_present_and_telea_when_not(tmp_path: P
             shutil.copy(default_manifest_path().parent / entry.local_name, weights_dir / entry.local_name)
     offline = ServiceConfig(manifest=default_manifest_path(), weights_dir=weights_dir,
                             cache_dir=tmp_path / "cache", offline=True, device="cpu")
-    assert build_pipeline(offline).auto.inpaint == "inpaint.telea"   # no big-lama.pt here
+    image = photo(192, 256)
+    mask = np.zeros(image.shape[:2], bool)
+    mask[60:120, 80:150] = True                                       # a wide hole: LaMa's
+    without = build_pipeline(offline).run(image, mask=mask)           # no big-lama.pt here
+    assert "inpaint.telea" in without.plan.ids and "inpaint.lama" not in without.plan.ids
+    assert any("inpaint.telea used instead of inpaint.lama" in n for n in without.auto_notes)
 
     data = lama_file.read_bytes()
     standin = dataclasses.replace(real.get("big_lama"), sha256=hashlib.sha256(data).hexdigest(), size=len(data),
@@ -252,6 +257,11 @@ def test_auto_picks_lama_when_its_file_is_present_and_telea_when_not(tmp_path: P
     Manifest(tuple(standin if e.id == "big_lama" else e for e in real)).save(manifest)
     (weights_dir / "big-lama.pt").symlink_to(lama_file)
     pipeline = build_pipeline(dataclasses.replace(offline, manifest=manifest))
-    assert pipeline.auto.inpaint == "inpaint.lama"
+    result = pipeline.run(image, mask=mask)
+    assert "inpaint.lama" in result.plan.ids and not result.skipped_for_time
+    lama = next(r for r in result.stages if r.id == "inpaint.lama")
+    assert lama.info["model"] == "big_lama", (result.plan.ids, dict(lama.info))
+    assert not np.array_equal(result.image[mask], image[mask])
+    assert np.array_equal(result.image[~mask], image[~mask])
     stage = pipeline.registry.build("inpaint.lama")
     assert stage.entry.sha256 == standin.sha256   # the report records the manifest's revision and hash

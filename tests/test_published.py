@@ -157,3 +157,32 @@ def test_expected_time_of_a_hand_picked_stage() -> None:
     assert costs.describe_expected("inpaint.telea", 2.0, "cpu") is None
     # The detector analyses at most 1 MP: a 24 MP scan costs what 1 MP does.
     assert costs.expected_seconds("detect.scratch", 24.0, "cpu") == costs.expected_seconds("detect.scratch", 1.0, "cpu")
+
+
+def test_time_budget_flag_reaches_the_report_and_a_negative_one_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    import numpy as np
+
+    from restorer import synth
+    from restorer.cli import main
+    from restorer.imaging import save_image
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    y, x = np.mgrid[0:96, 0:128].astype(np.float32)
+    clean = np.stack([x / 128, y / 96, 0.5 + 0.3 * np.sin(x / 9)], axis=-1).astype(np.float32)
+    photo = save_image(synth.damage(clean, np.random.default_rng(0)).image, tmp_path / "p.png")
+    report = tmp_path / "r.json"
+    assert main(["restore", str(photo), "-o", str(tmp_path / "o.png"), "--report", str(report),
+                 "--time-budget", "7.5"]) == 0
+    data = json.loads(report.read_text())
+    assert data["time_budget_s"] == 7.5 and data["device"] in (None, "cpu", "cuda", "mps")
+    if "inpaint.telea" in data["plan"]:  # no big-lama.pt here: the report says so
+        assert any("inpaint.lama" in note for note in data["auto_notes"])
+    capsys.readouterr()
+    assert main(["restore", str(photo), "-o", str(tmp_path / "n.png"), "--time-budget", "-1"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "time budget must be 0 or more" in err[0]
+    assert not (tmp_path / "n.png").exists()

@@ -37,6 +37,7 @@ def settings_id(settings: JobSettings, pipeline: Pipeline, reports: bool) -> str
         "format": OUTPUT_FORMAT, "reports": reports, "restorer": __version__,
         "weights": {i: pipeline._weight_versions.get(i) for i in sorted(pipeline._weight_versions)},
         "auto": asdict(pipeline.auto), "triage": pipeline.triage_id,
+        "time_budget": pipeline.time_budget,
     })
 
 
@@ -54,6 +55,8 @@ def run_batch_command(args: argparse.Namespace,
     config = ServiceConfig(offline=os.environ.get("HF_HUB_OFFLINE") == "1")
     if args.device is not None:
         config = replace(config, device=args.device)
+    budget = args.time_budget  # --time-budget (a job flag shared with restore)
+    config = replace(config, time_budget=None if budget == float("inf") else budget)
     pipeline = build_pipeline(config)  # cheap: stages are built by the workers
     settings = make_settings(args, pipeline)
     jobs = list_jobs(args.src, args.dest, args.report_dir)
