@@ -122,7 +122,7 @@ def _connect(options: BatchOptions) -> _Ray:
         try:
             ray.init(address=options.address, **quiet)
         except Exception as exc:  # ConnectionError, RuntimeError, ValueError, grpc errors
-            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
             raise RestorerError(
                 f"cannot join the Ray cluster at '{options.address}': {reason}; start one with "
                 "'ray start --head', or leave out --address to run on this machine") from None
@@ -143,12 +143,13 @@ def run_batch(jobs: list[Job], dest: Path, settings: JobSettings, settings_id: s
                              | {j.outputs.report.parent for j in jobs if j.outputs.report}))
     todo, skipped = to_do(jobs, ledger, settings_id)
     summary = BatchSummary(total=len(jobs), skipped=skipped)
+    cluster = _connect(options) if todo else None  # a cluster not there: before any output
     if progress:
         progress(summary)
-    if todo:
+    if cluster is not None:
         try:
             _stream(todo, ledger, settings, settings_id, config, options, summary, progress,
-                    worker_class)
+                    worker_class, cluster)
         finally:
             ledger.close()
     summary.seconds = time.perf_counter() - started
@@ -157,10 +158,9 @@ def run_batch(jobs: list[Job], dest: Path, settings: JobSettings, settings_id: s
 
 def _stream(todo: list[Job], ledger: Ledger, settings: JobSettings, settings_id: str,
             config: ServiceConfig, options: BatchOptions, summary: BatchSummary,
-            progress: Callable[[BatchSummary], None] | None, worker_class: type) -> None:
+            progress: Callable[[BatchSummary], None] | None, worker_class: type,
+            cluster: _Ray) -> None:
     import ray
-
-    cluster = _connect(options)
     from ray.exceptions import RayActorError
 
     workers = min(cluster.workers, len(todo))
@@ -173,6 +173,7 @@ def _stream(todo: list[Job], ledger: Ledger, settings: JobSettings, settings_id:
         pending = collections.deque((job, 0) for job in todo)
         assigned: list[collections.deque] = [collections.deque() for _ in range(workers)]
         inflight: dict[Any, tuple[Job, int, int]] = {}
+        served = [False] * workers  # has this slot's actor returned a photo (is it loaded)?
         while pending or inflight:
             while pending and len(inflight) < PER_WORKER * workers:
                 job, attempt = pending.popleft()
@@ -187,15 +188,17 @@ def _stream(todo: list[Job], ledger: Ledger, settings: JobSettings, settings_id:
             except RayActorError as exc:
                 row = _worker_died(ray, slot, actors, assigned, inflight, pending, actor_class,
                                    config, settings, exc)
+                served[slot] = False
                 if row is None:
                     continue
             else:
                 del inflight[ref]
                 assigned[slot].remove(ref)
+                served[slot] = True
             _record(row, settings_id, ledger, summary, peaks)
             if progress:
                 progress(summary)
-        summary.workers = _worker_peaks(ray, actors, peaks)
+        summary.workers = _worker_peaks(ray, [a for a, up in zip(actors, served) if up], peaks)
     finally:
         if cluster.owned:
             ray.shutdown()
@@ -231,7 +234,9 @@ def _worker_died(ray: Any, slot: int, actors: list[Any], assigned: list[collecti
 
 
 def _worker_peaks(ray: Any, actors: list[Any], peaks: dict[int, float]) -> list[dict[str, Any]]:
-    """Each worker process of the run (replaced ones too) with its peak RSS in MiB."""
+    """Each worker process of the run that restored photos (replaced ones too) with its peak
+    RSS in MiB; ``actors`` are the live ones that did (a replacement still loading its models
+    is not waited for)."""
     alive = {info["pid"]: {**info, "alive": True}
              for info in ray.get([a.info.remote() for a in actors])}
     gone = [{"pid": pid, "startup_s": None, "peak_rss_mib": peak, "alive": False}
