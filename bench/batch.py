@@ -13,7 +13,7 @@ written as PNG into a temporary folder and restored, in this one run, by
 
 each in a fresh process, Auto mode, real triage network. Photos per second is over the whole
 command (start-up included: Ray and each worker's model loading); "steady" is the rate once
-results flow (from the ledger's first to last finished row). Peak RSS is the process's own
+results flow (first to last output file written, by their mtimes). Peak RSS is the process's own
 (``ru_maxrss`` of the folder run; each worker's, from the batch's run summary). Outputs of
 every batch are compared with the folder run's (byte-identical count).
 """
@@ -35,7 +35,6 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from restorer.archive.ledger import LEDGER_NAME  # noqa: E402
 from restorer.archive.progress import RUN_SUMMARY_NAME  # noqa: E402
 from restorer.imaging import load_image, save_image  # noqa: E402
 from restorer.synth import damage  # noqa: E402
@@ -71,9 +70,8 @@ def timed(command: list[str]) -> tuple[float, float, int]:
 
 
 def steady_rate(dest: Path) -> float:
-    """Photos per second between the ledger's first and last finished rows."""
-    rows = [json.loads(line) for line in (dest / LEDGER_NAME).read_text().splitlines() if line]
-    stamps = sorted(r["finished"] for r in rows)
+    """Photos per second between the first and the last output written (files' mtimes)."""
+    stamps = sorted(p.stat().st_mtime for p in dest.glob("*.png"))
     return (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 else 0.0
 
 
@@ -99,7 +97,7 @@ def main() -> None:
         folder_out = root / "folder"
         wall, peak, _ = timed(python + ["restore", str(src), "-o", str(folder_out)])
         base = args.count / wall
-        rows = [("restore FOLDER (1 process)", wall, base, None, 1.0, None,
+        rows = [("restore FOLDER (1 process)", wall, base, steady_rate(folder_out), 1.0, None,
                  f"{peak:.0f}", args.count)]
         one_worker = None
         for n in workers:

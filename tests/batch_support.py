@@ -13,6 +13,7 @@ from PIL import Image
 from restorer.archive.ledger import LEDGER_NAME
 from restorer.archive.sources import Job
 from restorer.archive.worker import Worker
+from restorer.errors import WeightsMissingError
 from tests.cli_support import photo_array, png_bytes
 
 BAD = {"truncated.png": "truncated", "notes.jpg": "text", "empty.png": "zero bytes"}
@@ -61,3 +62,10 @@ class DyingWorker(Worker):
                 handle.write(f"{os.getpid()}\n")
             os._exit(1)
         return super().restore(job)
+
+
+class BrokenWorker(Worker):
+    """A worker that cannot start (as on a node without the weight files)."""
+
+    def __init__(self, config: Any, settings: Any) -> None:
+        raise WeightsMissingError("weight file 'triage_net' is missing on this node")

@@ -186,6 +186,8 @@ def _stream(todo: list[Job], ledger: Ledger, settings: JobSettings, settings_id:
             try:
                 row = ray.get(ref)
             except RayActorError as exc:
+                if exc.actor_init_failed:  # every worker would fail alike: stop, say why
+                    raise RestorerError(f"a worker could not start: {_last_line(exc)}") from None
                 row = _worker_died(ray, slot, actors, assigned, inflight, pending, actor_class,
                                    config, settings, exc)
                 served[slot] = False
@@ -207,6 +209,12 @@ def _stream(todo: list[Job], ledger: Ledger, settings: JobSettings, settings_id:
         else:
             for actor in actors:
                 ray.kill(actor)
+
+
+def _last_line(exc: Exception) -> str:
+    """The last line of a remote error (its traceback's ``Type: message`` line)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
 
 
 def _worker_died(ray: Any, slot: int, actors: list[Any], assigned: list[collections.deque],
