@@ -158,3 +158,38 @@ def test_progress_is_plain_lines_off_a_terminal_and_a_bar_on_one():
     assert "photos/s, ETA" in lines[-1] and "\r" not in plain.getvalue()
     bar = tty.getvalue()
     assert "\r" in bar and "8/10" in bar and "failed=1" in bar and "photo/s" in bar
+
+
+def test_a_dead_worker_charges_a_retry_only_to_the_photo_it_was_restoring(tmp_path):
+    import collections
+
+    from restorer.archive.driver import _worker_died
+
+    jobs = list_jobs(_three_photos(tmp_path), tmp_path / "out", None)
+    killed, started = [], []
+    fake_ray = types.SimpleNamespace(kill=killed.append)
+    actor_class = types.SimpleNamespace(remote=lambda *a: started.append(a) or "new actor")
+    actors = ["actor 0", "actor 1"]
+    assigned = [collections.deque(["r0", "r1"]), collections.deque(["r2"])]
+    inflight = {"r0": (jobs[0], 0, 0), "r1": (jobs[1], 0, 0), "r2": (jobs[2], 0, 1)}
+    pending: collections.deque = collections.deque()
+    args = (fake_ray, 0, actors, assigned, inflight, pending, actor_class, None, None,
+            RuntimeError("died"))
+    assert _worker_died(*args) is None  # first death: both go back, only the first charged
+    assert killed == ["actor 0"] and actors == ["new actor", "actor 1"] and len(started) == 1
+    assert list(pending) == [(jobs[0], 1), (jobs[1], 0)] and list(inflight) == ["r2"]
+    assert not assigned[0] and list(assigned[1]) == ["r2"]
+    pending.clear()
+    assigned[0].extend(["r3", "r4"])
+    inflight.update(r3=(jobs[0], 1, 0), r4=(jobs[1], 0, 0))
+    row = _worker_died(*args)  # second death on the same photo: failed, the other goes back
+    assert row["status"] == "failed" and row["input"] == jobs[0].key
+    assert "died twice" in row["error"] and list(pending) == [(jobs[1], 0)]
+
+
+def _three_photos(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a.png", "b.png", "c.png"):
+        (src / name).write_bytes(b"x")
+    return src
