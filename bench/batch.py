@@ -11,9 +11,11 @@ written as PNG into a temporary folder and restored, in this one run, by
 * ``python -m restorer batch FOLDER OUT --workers N`` (embedded Ray) for each N of
   ``--workers-list``,
 
-each in a fresh process, Auto mode, real triage network. Photos per second is over the whole
-command (start-up included: Ray and each worker's model loading); "steady" is the rate once
-results flow (first to last output file written, by their mtimes). Peak RSS is the process's own
+each in a fresh process, Auto mode, real triage network; the folder run also once with
+``OMP_NUM_THREADS=1``, as Ray sets it in each worker, to tell how much of a difference is
+threading rather than Ray. Photos per second is over the whole command (start-up included:
+Ray and each worker's model loading); "steady" is the rate once results flow (first to last
+output file written, by their mtimes). Peak RSS is the process's own
 (``ru_maxrss`` of the folder run; each worker's, from the batch's run summary). Outputs of
 every batch are compared with the folder run's (byte-identical count).
 """
@@ -54,10 +56,11 @@ def make_photos(data: Path, count: int, folder: Path) -> list[Path]:
     return paths
 
 
-def timed(command: list[str]) -> tuple[float, float, int]:
-    """Run ``command`` quietly; (wall seconds, peak RSS MiB of the process, exit status)."""
+def timed(command: list[str], **env_vars: str) -> tuple[float, float, int]:
+    """Run ``command`` quietly (with ``env_vars`` set); (wall seconds, peak RSS MiB of the
+    process, exit status)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1",
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
+           "TF_CPP_MIN_LOG_LEVEL": "3", **env_vars}
     started = time.perf_counter()
     child = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE)
@@ -99,6 +102,13 @@ def main() -> None:
         base = args.count / wall
         rows = [("restore FOLDER (1 process)", wall, base, steady_rate(folder_out), 1.0, None,
                  f"{peak:.0f}", args.count)]
+        # Ray sets OMP_NUM_THREADS=1 in each worker (one CPU each): the folder run likewise.
+        single = root / "folder1"
+        wall, peak, _ = timed(python + ["restore", str(src), "-o", str(single)],
+                              OMP_NUM_THREADS="1")
+        rows.append(("restore FOLDER, OMP_NUM_THREADS=1", wall, args.count / wall,
+                     steady_rate(single), args.count / wall / base, None, f"{peak:.0f}",
+                     same_files(folder_out, single)))
         one_worker = None
         for n in workers:
             dest = root / f"batch{n}"
