@@ -7,12 +7,12 @@ import importlib.util
 import os
 import sys
 from dataclasses import asdict, replace
-from pathlib import Path
 from typing import Callable
 
 from restorer import files
-from restorer.archive.driver import BatchOptions, BatchSummary, run_batch
-from restorer.archive.ledger import LEDGER_NAME, settings_hash
+from restorer.archive.driver import BatchOptions, run_batch
+from restorer.archive.ledger import settings_hash
+from restorer.archive.progress import Progress, summary_table, write_run_summary
 from restorer.archive.sources import list_jobs
 from restorer.errors import ExitCode, RestorerError
 from restorer.jobs import JobSettings
@@ -67,48 +67,14 @@ def run_batch_command(args: argparse.Namespace,
         files.check_writable_folder(parent, create=True)
     sid = settings_id(settings, pipeline, args.report_dir is not None)
     options = BatchOptions(address=args.address, workers=args.workers,
-                           gpus_per_worker=args.gpus_per_worker,
-                           log_dir=None)
-    summary = _run_with_progress(jobs, args.dest, settings, sid, config, options)
-    print(summary_table(summary, args.dest / LEDGER_NAME))
+                           gpus_per_worker=args.gpus_per_worker)
+    progress = Progress(sys.stderr)
+    try:
+        summary = run_batch(jobs, args.dest, settings, sid, config, options, progress)
+    finally:
+        progress.close()
+    write_run_summary(summary, args.dest, sid)
+    print(summary_table(summary, args.dest))
     if summary.failed == 0:
         return ExitCode.DONE
-    return ExitCode.FAILED if summary.failed == summary.total else ExitCode.PARTIAL
-
-
-def _run_with_progress(jobs: list, dest: Path, settings: JobSettings, sid: str,
-                       config: ServiceConfig, options: BatchOptions) -> BatchSummary:
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(jobs), desc="restoring", unit="photo", file=sys.stderr,
-               dynamic_ncols=True)
-
-    def progress(summary: BatchSummary, finished: int) -> None:
-        if bar.n == 0 and summary.skipped:
-            bar.update(summary.skipped)
-        bar.update(1)
-        bar.set_postfix(failed=summary.failed, skipped=summary.skipped, refresh=False)
-
-    try:
-        return run_batch(jobs, dest, settings, sid, config, options, progress)
-    finally:
-        bar.close()
-
-
-def summary_table(summary: BatchSummary, ledger: Path) -> str:
-    """The end-of-run table: done, skipped, failed, by triage label and by plan."""
-    rate = summary.done / summary.seconds if summary.seconds else 0.0
-    lines = [f"{'photos':<28}{summary.total:>8}", f"{'done':<28}{summary.done:>8}",
-             f"{'skipped (done before)':<28}{summary.skipped:>8}",
-             f"{'failed':<28}{summary.failed:>8}",
-             f"{'seconds':<28}{summary.seconds:>8.1f}", f"{'photos/s':<28}{rate:>8.2f}"]
-    lines += [f"label {label:<22}{n:>8}" for label, n in sorted(summary.by_label.items())]
-    lines += [f"plan {plan:<23}{n:>8}" for plan, n in sorted(summary.by_plan.items())]
-    for worker in summary.workers:
-        lines.append(f"worker pid {worker['pid']:<17}peak RSS {worker['peak_rss_mib']:.0f} MiB, "
-                     f"start-up {worker['startup_s']:.1f} s")
-    for source, error in summary.errors:
-        lines.append(f"failed {source}: {error}")
-    lines.append(f"ledger: {ledger}")
-    return "\n".join(lines)
-
+    return ExitCode.FAILED if summary.done + summary.skipped == 0 else ExitCode.PARTIAL

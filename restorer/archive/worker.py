@@ -46,10 +46,16 @@ class Worker:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         started = time.perf_counter()
         self._pipeline = build_pipeline(config)
-        for stage_id in self._pipeline.auto_stage_ids():  # load the models before any photo
+        for stage_id in self._stage_ids(settings):  # load the models before any photo
             self._pipeline.registry.build(stage_id)
         self._settings = settings
         self.startup_s = time.perf_counter() - started
+
+    def _stage_ids(self, settings: JobSettings) -> list[str]:
+        """The stages these settings may run: Auto's, or triage and the manual plan's."""
+        if settings.stages is None:
+            return self._pipeline.auto_stage_ids()
+        return list(dict.fromkeys([self._pipeline.triage_id, *(s.id for s in settings.stages)]))
 
     def info(self) -> dict[str, Any]:
         """Process id, start-up seconds and peak RSS (MiB) of this worker."""
