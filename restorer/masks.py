@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["hysteresis", "grow", "remove_small", "component_stats", "touching_border"]
+__all__ = ["hysteresis", "grow", "remove_small", "component_stats"]
 
 
 def hysteresis(score: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -52,14 +52,3 @@ def component_stats(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     their OpenCV stats int32 (N, 5): left, top, width, height, area."""
     _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
     return labels, stats
-
-
-def touching_border(labels: np.ndarray, count: int, margin: int = 2) -> np.ndarray:
-    """Bool (count,): which labels of int (H, W) ``labels`` reach within ``margin`` px of the
-    image border (label 0, the background, is False)."""
-    edge = np.zeros(labels.shape, bool)
-    edge[:margin], edge[-margin:], edge[:, :margin], edge[:, -margin:] = True, True, True, True
-    touches = np.zeros(count, bool)
-    touches[labels[edge]] = True
-    touches[0] = False
-    return touches

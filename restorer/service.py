@@ -29,7 +29,7 @@ DEVICE_ENV = "RESTORER_DEVICE"
 FACE_STAGE = "face.gfpgan"
 TRIAGE_STAGES = ("triage.net", "triage.heuristic")
 """Triage stages in order of preference: the first whose weights are present is used."""
-DETECT_STAGES = ("detect.segnet", "detect.morph")
+DETECT_STAGES = ("detect.print", "detect.segnet", "detect.morph")
 INPAINT_STAGES = ("inpaint.lama", "inpaint.telea")
 """Auto mode's inpainters: Big-LaMa when its file is present and verified (thin cracks still go
 to Telea inside it), else Telea (logged)."""

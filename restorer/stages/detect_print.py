@@ -9,8 +9,8 @@ four per-kind detectors on the photo (float32 (H, W, 3) [0, 1]):
   the training generator;
 - spots, creases, holes: classical detectors in :mod:`restorer.stages.detect_kinds`.
 
-The mask the inpainter gets is the union; every kind's mask is in the output's ``info``
-(``masks``) for the legend and the damage labels (:func:`print_labels`). The mount or scanner
+The mask the inpainter gets is the union; every kind's mask is in the output's ``masks`` (the
+legend; ``RestoreResult.kind_masks``). The mount or scanner
 bed round a print (:func:`restorer.mount.find_print`) is never flagged.
 """
 
@@ -23,9 +23,12 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from restorer.masks import grow, hysteresis
+from restorer.mount import find_print
+from restorer.stages.detect_kinds import KindParams, crease_mask, hole_mask, spot_mask
 from restorer.stages.base import Option, ProgressFn, StageKind, StageOutput, StageSpec, Work
 
-__all__ = ["CrackParams", "crack_probability", "crack_mask", "PrintDetector"]
+__all__ = ["KINDS", "WORK_PIXELS", "CrackParams", "PrintDamageMasks", "crack_probability",
+           "crack_mask", "detect_print_damage", "PrintDetector"]
 
 
 #: (scale, weight) pairs of :func:`crack_probability`.
@@ -96,6 +99,57 @@ def crack_mask(probability: np.ndarray, image: np.ndarray, threshold: float,
     return grow(mask, params.grow)
 
 
+#: Photos above this many pixels are analysed downscaled to it (as the SegNet stage does).
+WORK_PIXELS = 1_500_000
+#: The kinds in the legend, in the order their masks are drawn (a later kind owns a pixel).
+KINDS: tuple[str, ...] = ("crack", "spot", "crease", "hole")
+
+
+@dataclass(frozen=True)
+class PrintDamageMasks:
+    """Per-kind masks of one photo: ``masks`` kind -> bool (H, W), not overlapping (a pixel
+    belongs to the last kind of :data:`KINDS` that marks it); ``mask`` their union."""
+
+    masks: Mapping[str, np.ndarray]
+
+    @property
+    def mask(self) -> np.ndarray:
+        return np.logical_or.reduce(list(self.masks.values()))
+
+
+def detect_print_damage(image: np.ndarray, model: Any, threshold: float, *,
+                        wanted: tuple[str, ...] = KINDS, crack: CrackParams = CrackParams(),
+                        kinds: KindParams = KindParams()) -> PrintDamageMasks:
+    """The masks of the ``wanted`` kinds of float32 (H, W, 3) [0, 1] ``image`` (module
+    docstring; the others come back empty).
+
+    ``model`` is the SegNet and ``threshold`` its calibrated (or sensitivity-shifted)
+    threshold. The photo is analysed at up to :data:`WORK_PIXELS`; masks come back at its size.
+    """
+    import cv2
+
+    height, width = image.shape[:2]
+    factor = min(1.0, float(np.sqrt(WORK_PIXELS / (height * width))))
+    small = np.asarray(image, dtype=np.float32)
+    if factor < 1.0:
+        small = cv2.resize(small, (max(1, round(width * factor)), max(1, round(height * factor))),
+                           interpolation=cv2.INTER_AREA)
+    small = np.ascontiguousarray(small)
+    outside = ~find_print(small).mask
+    detectors = {
+        "crack": lambda: crack_mask(crack_probability(model, small, crack.scales), small,
+                                    threshold, crack),
+        "spot": lambda: spot_mask(small, kinds), "crease": lambda: crease_mask(small, kinds),
+        "hole": lambda: hole_mask(small, kinds, outside)}
+    owner = np.zeros(small.shape[:2], np.int8)
+    for index, kind in enumerate(KINDS):
+        if kind in wanted:
+            owner[detectors[kind]() & ~outside] = index + 1
+    if factor < 1.0:
+        owner = cv2.resize(owner, (width, height), interpolation=cv2.INTER_NEAREST)
+    return PrintDamageMasks({kind: owner == index + 1 for index, kind in enumerate(KINDS)})
+
+
 class PrintDetector:
     """Stage: the SegNet's cracks followed whole plus spots, creases and holes, per kind."""
 
@@ -110,7 +164,11 @@ class PrintDetector:
                     "alone.",
         produces=frozenset({"mask"}),
         weights=("detect_segnet",),
-        options={"sensitivity": Option.number(0.5, 0.0, 1.0, help="higher flags more")},
+        options={"sensitivity": Option.number(0.5, 0.0, 1.0, help="higher flags more"),
+                 "spots": Option.flag(True, help="find spots, foxing and dust"),
+                 "holes": Option.flag(True, help="find tears and missing corners"),
+                 "creases": Option.flag(False, help="find creases and folds (experimental: "
+                                                    "also flags long straight edges)")},
     )
 
     def __init__(self, path: Path) -> None:
@@ -119,4 +177,14 @@ class PrintDetector:
         self.model, self.threshold = load_segnet(path, self.spec.id)
 
     def run(self, work: Work, options: Mapping[str, Any], progress: ProgressFn) -> StageOutput:
-        raise NotImplementedError
+        from restorer.stages.detect_learned import threshold_for
+
+        progress(0.0, "finding cracks, spots, creases and tears")
+        threshold = threshold_for(self.threshold, float(options["sensitivity"]))
+        wanted = ("crack", *(kind for kind, option in (("spot", "spots"), ("crease", "creases"),
+                                                       ("hole", "holes")) if options[option]))
+        found = detect_print_damage(work.image, self.model, threshold, wanted=wanted)
+        mask = found.mask
+        info: dict[str, Any] = {"defect_fraction": float(mask.mean()), "threshold": threshold}
+        info.update({f"{kind}_fraction": float(m.mean()) for kind, m in found.masks.items()})
+        return StageOutput(mask=mask, info=info, masks=dict(found.masks))
