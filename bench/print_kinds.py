@@ -54,22 +54,25 @@ def overlay(image: np.ndarray, mask: np.ndarray, truth: np.ndarray) -> np.ndarra
 
 
 #: Weight of a negative photo in the fit: a false label makes Auto change a clean photo.
-NEGATIVE_WEIGHT = 3.0
+NEGATIVE_WEIGHT = 1.0
 
 
 def fit_logistic(values: np.ndarray, labels: np.ndarray, weights: np.ndarray,
-                 steps: int = 50) -> tuple[float, float]:
+                 steps: int = 3000) -> tuple[float, float]:
     """(centre, slope) of the weighted 1-D logistic regression of 0/1 ``labels`` on
-    ``values`` (Newton's method; a ridge on the slope keeps it finite when they separate)."""
-    x = np.stack([np.ones_like(values), values], axis=1)
-    w = np.array([0.0, 1.0])
-    ridge = np.diag([0.01, 0.1])
+    ``values`` (gradient descent on standardised values; a small ridge keeps the slope finite
+    when the classes separate)."""
+    mean, std = float(values.mean()), float(values.std()) or 1.0
+    z = (values - mean) / std
+    a, b = 0.0, 0.0
+    total = float(weights.sum())
     for _ in range(steps):
-        p = 1.0 / (1.0 + np.exp(-np.clip(x @ w, -30, 30)))
-        gradient = x.T @ (weights * (p - labels)) + ridge @ w
-        hessian = (x * (weights * p * (1 - p))[:, None]).T @ x + ridge
-        w = w - np.linalg.solve(hessian, gradient)
-    return float(-w[0] / w[1]), float(w[1])
+        p = 1.0 / (1.0 + np.exp(-np.clip(a + b * z, -30, 30)))
+        error = weights * (p - labels)
+        a -= 0.5 * float(error.sum()) / total
+        b -= 0.5 * (float((error * z).sum()) / total + 0.01 * b)
+    slope = b / std
+    return mean - a * std / b if b else float("inf"), slope
 
 
 def calibrate(cleans: list[np.ndarray], seed: int) -> None:

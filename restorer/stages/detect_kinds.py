@@ -11,8 +11,9 @@ Thresholds were chosen on ``restorer.synth_print`` (the training generator) by
 - :func:`crease_mask`: long, straight or gently curved lines of shading crossing the photo:
   Canny edges of the smoothed luma, probabilistic Hough segments longer than a third of the
   short side, kept where the edge runs along most of the segment, drawn as a band.
-- :func:`hole_mask`: tears and missing corners: flat regions (low local spread) of paper, card
-  or scanner colour that touch the photo's edge and meet the photo along a sharp boundary.
+- :func:`hole_mask`: tears and missing corners: flat, light, one-colour regions (paper, light
+  card, a white scanner lid) that touch the print's edge and meet the photo along a sharp
+  boundary.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class KindParams:
     hole_flat: float = 0.02
     hole_area: float = 0.002
     hole_edge: float = 0.4
+    hole_uniform: float = 0.04
+    hole_bright: float = 0.5
 
 
 def _scale(image: np.ndarray) -> float:
@@ -187,10 +190,16 @@ def hole_mask(image: np.ndarray, params: KindParams = KindParams(),
     gradient = cv2.morphologyEx(luma, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
     strongest = cv2.dilate(gradient, np.ones((side + 2, side + 2), np.uint8))
     frame = touching_border_mask(flat.shape)
+    # Paper, card or a scanner bed is one colour with fine texture; sky or a blurred backdrop
+    # drifts slowly in colour across the region.
+    drift = cv2.GaussianBlur(image, (0, 0), 6 * scale)
     for label in candidates:
         region = labels == label
         ring = grow(region, side // 2 + 1) & ~region & ~frame
-        if ring.any() and float(np.median(strongest[ring])) >= params.hole_edge:
+        colours = drift[region]
+        uniform = float(colours.std(axis=0).max()) <= params.hole_uniform
+        bright = float(luminance(colours.mean(axis=0)[None, None])[0, 0]) >= params.hole_bright
+        if uniform and bright and ring.any() and float(np.median(strongest[ring])) >= params.hole_edge:
             mask |= grow(region, side // 2 + 1)
     if outside is not None:
         mask &= ~outside
