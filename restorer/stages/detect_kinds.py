@@ -189,13 +189,16 @@ def hole_mask(image: np.ndarray, params: KindParams = KindParams(),
     luma = luminance(image).astype(np.float32)
     gradient = cv2.morphologyEx(luma, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
     strongest = cv2.dilate(gradient, np.ones((side + 2, side + 2), np.uint8))
-    frame = touching_border_mask(flat.shape)
+    # The boundary that counts is the one with the photo, not with the frame or the mount.
+    beyond = touching_border_mask(flat.shape, side)
+    if outside is not None and outside.any():
+        beyond |= grow(outside, side)
     # Paper, card or a scanner bed is one colour with fine texture; sky or a blurred backdrop
     # drifts slowly in colour across the region.
     drift = cv2.GaussianBlur(image, (0, 0), 6 * scale)
     for label in candidates:
         region = labels == label
-        ring = grow(region, side // 2 + 1) & ~region & ~frame
+        ring = grow(region, side // 2 + 1) & ~region & ~beyond
         colours = drift[region]
         uniform = float(colours.std(axis=0).max()) <= params.hole_uniform
         bright = float(luminance(colours.mean(axis=0)[None, None])[0, 0]) >= params.hole_bright
