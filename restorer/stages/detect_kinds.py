@@ -3,7 +3,7 @@
 Every detector takes a float32 (H, W, 3) [0, 1] photo and returns a bool (H, W) mask (True =
 that kind of damage). Sizes are in pixels at a 512 px short side and scale with the photo.
 Thresholds were chosen on ``restorer.synth_print`` (the training generator) by
-``bench/print_kinds.py``; ``bench/evalgen.py`` only judges them.
+``bench/print_kinds.py``; the separate evaluation generator only judges them.
 
 - :func:`spot_mask`: foxing, stains, mould, dust: small compact marks that differ from a median
   background at two scales by more than the local texture does; brownish marks (foxing) need

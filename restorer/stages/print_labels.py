@@ -8,7 +8,7 @@ A label is a logistic of one statistic of its kind's mask (:func:`kind_statistic
 The centres and slopes in :data:`CALIBRATION` were fitted by ``python bench/print_kinds.py
 --calibrate`` on ``restorer.synth_print`` (the training generator; one kind per damaged photo,
 plus the undamaged photos) by logistic regression. ``bench/damage.py`` measures the labels'
-precision and recall on held-out photos and ``bench/evalgen.py``.
+precision and recall on held-out photos and the separate evaluation generator.
 
 creased and torn are not given: their statistics (the support of the best crease line; log10
 of the share flagged as hole) do not separate damaged from clean training photos (the same
