@@ -177,3 +177,20 @@ def test_spotted_label_has_a_confidence_and_triage_keeps_it(photos):
     assert list(measured) == ["blurred", "cracked", "spotted"]
     with pytest.raises(ValueError):
         label_probabilities(0.1, 0.2, photo, damage=lambda image: {"cracked": 1.0})
+
+
+def test_spots_are_left_out_when_triage_did_not_find_the_photo_spotted(photos, detector):
+    from restorer.stages.base import TriageResult
+
+    photo = _half(photos["chelsea"])
+    sample = synth_print.print_damage(photo, np.random.default_rng(4), kinds=["spot"])
+    def triage(labels: dict[str, float]) -> TriageResult:
+        return TriageResult(confidences={"clean": 1.0}, blurred=False, cracked=False,
+                            method="test", labels=labels)
+
+    options = PrintDetector.spec.defaults
+    spotted = detector.run(Work(image=sample.image, triage=triage({"spotted": 0.9})), options,
+                           lambda f, t: None)
+    plain = detector.run(Work(image=sample.image, triage=triage({"spotted": 0.1})), options,
+                         lambda f, t: None)
+    assert spotted.masks["spot"].any() and not plain.masks["spot"].any()

@@ -165,7 +165,8 @@ class PrintDetector:
         produces=frozenset({"mask"}),
         weights=("detect_segnet",),
         options={"sensitivity": Option.number(0.5, 0.0, 1.0, help="higher flags more"),
-                 "spots": Option.flag(True, help="find spots, foxing and dust"),
+                 "spots": Option.flag(True, help="find spots, foxing and dust (after a "
+                                                 "triage: only when it found the photo spotted)"),
                  "holes": Option.flag(True, help="find tears and missing corners"),
                  "creases": Option.flag(False, help="find creases and folds (experimental: "
                                                     "also flags long straight edges)")},
@@ -181,9 +182,12 @@ class PrintDetector:
 
         progress(0.0, "finding cracks, spots, creases and tears")
         threshold = threshold_for(self.threshold, float(options["sensitivity"]))
-        wanted = ("crack", *(kind for kind, option in (("spot", "spots"), ("crease", "creases"),
-                                                       ("hole", "holes")) if options[option]))
-        found = detect_print_damage(work.image, self.model, threshold, wanted=wanted)
+        wanted = ["crack", *(kind for kind, option in (("spot", "spots"), ("crease", "creases"),
+                                                       ("hole", "holes")) if options[option])]
+        if work.triage is not None and "spotted" not in work.triage.found and "spot" in wanted:
+            # Spot false alarms sit on eyes, buttons and mouths: only when triage saw spots.
+            wanted.remove("spot")
+        found = detect_print_damage(work.image, self.model, threshold, wanted=tuple(wanted))
         mask = found.mask
         info: dict[str, Any] = {"defect_fraction": float(mask.mean()), "threshold": threshold}
         info.update({f"{kind}_fraction": float(m.mean()) for kind, m in found.masks.items()})
