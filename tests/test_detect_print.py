@@ -148,7 +148,7 @@ def test_stage_gives_per_kind_masks_that_make_up_the_mask(photos, detector):
     out = detector.run(Work(image=sample.image), options, lambda f, t: None)
     assert set(out.masks) == set(KINDS)
     assert np.array_equal(np.logical_or.reduce(list(out.masks.values())), out.mask)
-    assert not out.masks["crease"].any()  # creases are off by default
+    assert not out.masks["crease"].any() and not out.masks["hole"].any()  # off by default
     assert _found(out.masks["crack"], sample.masks["crack"]) > 0.12
     assert 0.0 < out.info["defect_fraction"] < 0.3
 

@@ -167,7 +167,9 @@ class PrintDetector:
         options={"sensitivity": Option.number(0.5, 0.0, 1.0, help="higher flags more"),
                  "spots": Option.flag(True, help="find spots, foxing and dust (after a "
                                                  "triage: only when it found the photo spotted)"),
-                 "holes": Option.flag(True, help="find tears and missing corners"),
+                 "holes": Option.flag(False, help="find tears and missing corners "
+                                                  "(experimental: also takes flat light "
+                                                  "backgrounds at the edge, such as a sky)"),
                  "creases": Option.flag(False, help="find creases and folds (experimental: "
                                                     "also flags long straight edges)")},
     )
