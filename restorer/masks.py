@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["hysteresis", "grow", "remove_small", "component_stats"]
+__all__ = ["hysteresis", "grow", "component_stats"]
 
 
 def hysteresis(score: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -36,15 +36,6 @@ def grow(mask: np.ndarray, radius: float) -> np.ndarray:
     side = 2 * int(np.ceil(radius)) + 1
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
     return cv2.dilate(mask.astype(np.uint8), kernel).astype(bool)
-
-
-def remove_small(mask: np.ndarray, min_area: int) -> np.ndarray:
-    """Bool (H, W) ``mask`` without its 8-connected components of fewer than ``min_area`` px."""
-    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8),
-                                                                connectivity=8)
-    keep = stats[:, cv2.CC_STAT_AREA] >= min_area
-    keep[0] = False
-    return keep[labels]
 
 
 def component_stats(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from restorer import synth_print
-from restorer.masks import component_stats, grow, hysteresis, remove_small
+from restorer.masks import component_stats, grow, hysteresis
 from restorer.stages.base import Work
 from restorer.stages.detect_kinds import crease_mask, hole_mask, spot_mask
 from restorer.stages.detect_print import (KINDS, CrackParams, PrintDetector, crack_mask,
@@ -46,13 +46,12 @@ def test_hysteresis_follows_a_faint_stretch_joined_to_a_strong_one():
         hysteresis(score, 0.9, 0.1)
 
 
-def test_grow_and_remove_small():
+def test_grow_and_component_stats():
     mask = np.zeros((21, 21), bool)
     mask[10, 10] = True
     grown = grow(mask, 2)
     assert grown[8, 10] and grown[10, 12] and not grown[8, 8] and grow(mask, 0).sum() == 1
     mask[0:4, 0:4] = True
-    assert remove_small(mask, 4).sum() == 16
     labels, stats = component_stats(mask)
     assert len(stats) == 3 and labels[10, 10] != labels[0, 0]
 
