@@ -669,6 +669,9 @@ def _interrupt(signum: int, frame: Any) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Build the pipeline once and serve the page."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # TensorFlow's C++ start-up lines
+    # oneDNN's "custom operations are on" line is absl's, which the level above does not
+    # reach on CPUs where oneDNN runs; with it off TensorFlow prints nothing at start.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     return_large_blocks_to_the_system()
     # A stop request (docker stop, systemd) shuts down like Ctrl-C: gradio closes cleanly.

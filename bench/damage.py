@@ -15,16 +15,18 @@ kind, photo).
 Tables, per generator and kind:
 
 1. Detection, per pixel against the generator's truth: P_d (flagged share of damaged pixels)
-   and P_fa (flagged share of the others) of ``detect.morph`` and ``detect.segnet`` with
-   their default options (as Auto runs them), and the SegNet's P_d at P_fa <= 0.01 (its
-   threshold swept on the test photos themselves: the best any threshold could do).
+   and P_fa (flagged share of the others) of ``detect.morph``, ``detect.segnet`` and
+   ``detect.print`` with their default options (as Auto runs them), and the SegNet's P_d at
+   P_fa <= 0.01 (its threshold swept on the test photos themselves: the best any threshold
+   could do).
 2. Restoration, PSNR / SSIM against the undamaged photo: the damaged input, Auto (triage ->
-   plan; what the app does), and ``inpaint.ns`` / ``inpaint.telea`` given the true mask grown
-   by one pixel (the classical baselines with perfect detection), all through the same
-   ``Pipeline``.
-3. Triage: per label, precision and recall of the current triage's decision against the
-   kinds drawn (today's triage has one damage label, "cracked"; a kind with no label yet is
-   shown as such).
+   plan; what the app does, detecting with ``detect.print``), "Auto before" (the same triage's
+   plan with the previous detector, ``detect.segnet``, its stages run in order), and
+   ``inpaint.ns`` / ``inpaint.telea`` given the true mask grown by one pixel (the classical
+   baselines with perfect detection).
+3. Triage: per damage kind (and the clean photos), the share of photos each label is found on
+   (``TriageResult.found``), then per label its precision and recall against the kinds drawn
+   (the clean photos count as negatives of every label).
 4. Clean photos: how many Auto changed (any pixel moved by more than 1/255).
 
 Fading (part B's ``bench/tone.py``) plugs in as another kind through :data:`SECTIONS`.
@@ -36,6 +38,7 @@ import argparse
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -53,15 +56,16 @@ from skimage.metrics import structural_similarity  # noqa: E402
 from restorer import synth_print  # noqa: E402
 from restorer.imaging import load_image  # noqa: E402
 from restorer.ops import fit_long_side  # noqa: E402
-from restorer.planner import Plan, PlannedStage  # noqa: E402
+from restorer.planner import Plan, PlannedStage, plan_auto  # noqa: E402
 from restorer.service import build_pipeline  # noqa: E402
 from restorer.stages.base import Work  # noqa: E402
 from restorer.stages.detect_learned import segnet_probability  # noqa: E402
 from restorer.train.detector import HELD_OUT, detection_rates, list_photos  # noqa: E402
 
 KINDS = synth_print.KINDS
-#: Which current triage label stands for each kind (None: no label yet).
-TRIAGE_LABEL = {"crack": "cracked", "spot": None, "crease": None, "hole": None}
+#: Which triage label stands for each kind (None: not measured by triage).
+TRIAGE_LABEL = {"crack": "cracked", "spot": "spotted", "crease": None, "hole": None}
+LABELS = [label for label in TRIAGE_LABEL.values() if label is not None]
 Generator = Callable[[np.ndarray, np.random.Generator, str], tuple[np.ndarray, np.ndarray]]
 
 
@@ -129,72 +133,102 @@ def main(argv: list[str] | None = None) -> int:
     cleans = [fit_long_side(load_image(paths[p]), args.size) for p in picks]
     pipeline = build_pipeline()
     registry = pipeline.registry
-    morph, segnet = registry.build("detect.morph"), registry.build("detect.segnet")
-    defaults = {s: registry.spec(s).defaults for s in ("detect.morph", "detect.segnet")}
+    detectors = ("detect.morph", "detect.segnet", "detect.print")
+    stages = {s: registry.build(s) for s in (*detectors, "inpaint.ns", "inpaint.telea")}
+    segnet = stages["detect.segnet"]
+    defaults = {s: registry.spec(s).defaults for s in stages}
+    before = replace(pipeline.auto, detect="detect.segnet")
     grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+    noop = lambda fraction, text: None  # noqa: E731
     print(f"# Old-print damage: {len(cleans)} held-out photos, long side {args.size} px, seed "
           f"{args.seed}; Auto = {pipeline.triage_id} -> {pipeline.auto.detect} -> "
-          f"{pipeline.auto.inpaint}\n")
+          f"{pipeline.auto.inpaint} (before: {before.detect})\n")
+
+    def run_plan(image: np.ndarray, plan: Plan) -> np.ndarray:
+        """The photo after ``plan``'s stages, run in order (no triage)."""
+        work = Work(image=image)
+        for planned in plan.stages:
+            out = stages.get(planned.id) or registry.build(planned.id)
+            result = out.run(work, registry.spec(planned.id).resolve_options({}), noop)
+            work = Work(image=work.image if result.image is None else result.image,
+                        mask=work.mask if result.mask is None else result.mask)
+        return work.image
+
+    def inpaint(image: np.ndarray, mask: np.ndarray, stage_id: str) -> np.ndarray:
+        out = stages[stage_id].run(Work(image=image, mask=mask), defaults[stage_id], noop)
+        return image if out.image is None else out.image
+
+    changed = 0
+    clean_found: list[frozenset[str]] = []
+    for clean in cleans:
+        result = pipeline.run(clean)
+        clean_found.append(result.triage.found)
+        changed += bool(np.abs(result.image - clean).max() > 1 / 255)
 
     for gen_index, gen_name in enumerate(args.generators.split(",")):
         title, make = GENERATORS[gen_name]
-        detect_rows, restore_rows, triage_rows = [], [], []
+        detect_rows, restore_rows = [], []
+        found_by_kind: dict[str, list[frozenset[str]]] = {}
         for kind_index, kind in enumerate(KINDS):
-            rates: dict[str, list[tuple[float, float]]] = {"morph": [], "segnet": []}
+            rates: dict[str, list[tuple[float, float]]] = {d: [] for d in detectors}
             probabilities, truths = [], []
-            scores: dict[str, list[tuple[float, float]]] = {m: [] for m in
-                                                            ("input", "Auto", "NS", "Telea")}
-            said = []
+            scores: dict[str, list[tuple[float, float]]] = {
+                m: [] for m in ("input", "Auto", "Auto before", "NS", "Telea")}
+            found_by_kind[kind] = []
             for index, clean in enumerate(cleans):
                 rng = np.random.default_rng([args.seed, gen_index, kind_index, index])
                 image, truth = make(clean, rng, kind)
                 work = Work(image=image)
-                noop = lambda fraction, text: None  # noqa: E731
-                for name, stage in (("morph", morph), ("segnet", segnet)):
-                    out = stage.run(work, defaults[f"detect.{name}"], noop)
+                for name in detectors:
+                    out = stages[name].run(work, defaults[name], noop)
                     rates[name].append(detection_rates(out.mask, truth))
                 probabilities.append(segnet_probability(segnet.model, image))
                 truths.append(truth)
                 auto = pipeline.run(image)
-                said.append(bool(auto.triage.cracked))
+                found_by_kind[kind].append(auto.triage.found)
                 scores["input"].append(quality(clean, image))
                 scores["Auto"].append(quality(clean, auto.image))
+                scores["Auto before"].append(quality(clean, run_plan(
+                    image, plan_auto(auto.triage, before))))
                 grown = cv2.dilate(truth.astype(np.uint8), grow).astype(bool)
                 for name, stage_id in (("NS", "inpaint.ns"), ("Telea", "inpaint.telea")):
-                    given = pipeline.run(image, Plan((PlannedStage(stage_id),), "true mask"),
-                                         mask=grown)
-                    scores[name].append(quality(clean, given.image))
+                    scores[name].append(quality(clean, inpaint(image, grown, stage_id)))
             best = best_detection(probabilities, truths)
             detect_rows.append([kind, f"{100 * np.mean([t.mean() for t in truths]):.2f}",
-                                *[v for n in ("morph", "segnet")
+                                *[v for n in detectors
                                   for v in np.mean(rates[n], axis=0)[::-1].tolist()],
                                 f"{best[0]:.3f} (P_fa {best[1]:.4f})"])
             restore_rows.append([kind, *[f"{np.mean([s[0] for s in v]):.2f} / "
                                          f"{np.mean([s[1] for s in v]):.3f}"
                                          for v in scores.values()]])
-            label = TRIAGE_LABEL[kind]
-            triage_rows.append([kind, label or "(no label yet)",
-                                f"{np.mean(said):.2f}" if label else "-"])
         print(f"## {title}\n")
         print("Detection (default options, as Auto runs them):\n")
         print(table(["kind", "damaged %", "morph P_d", "morph P_fa", "SegNet P_d", "SegNet P_fa",
-                     "SegNet P_d at P_fa<=0.01 (swept)"], detect_rows))
+                     "print P_d", "print P_fa", "SegNet P_d at P_fa<=0.01 (swept)"],
+                    detect_rows))
         print("\nRestoration, PSNR dB / SSIM (NS and Telea given the true mask grown 1 px):\n")
-        print(table(["kind", "damaged input", "Auto", "NS true mask", "Telea true mask"],
-                    restore_rows))
-        print("\nTriage: share of the damaged photos whose triage says the kind's label "
-              "(recall; every photo is damaged):\n")
-        print(table(["kind", "label", "recall"], triage_rows))
+        print(table(["kind", "damaged input", "Auto", "Auto before (segnet)", "NS true mask",
+                     "Telea true mask"], restore_rows))
+        print("\nTriage: share of the photos of each kind on which each label is found:\n")
+        groups = {**found_by_kind, "clean": clean_found}
+        print(table(["photos", *LABELS], [[kind, *[f"{np.mean([l in f for f in found]):.2f}"
+                                                   for l in LABELS]]
+                                          for kind, found in groups.items()]))
+        rows = []
+        for kind, label in TRIAGE_LABEL.items():
+            if label is None:
+                rows.append([label or f"({kind}: not measured)", "-", "-"])
+                continue
+            hits = sum(label in f for f in found_by_kind[kind])
+            said = sum(label in f for found in groups.values() for f in found)
+            rows.append([label, f"{hits / max(said, 1):.2f}" if said else "- (never said)",
+                         f"{hits / len(found_by_kind[kind]):.2f}"])
+        print("\nPer label (clean photos and the other kinds are its negatives):\n")
+        print(table(["label", "precision", "recall"], rows))
         print()
 
-    changed = flagged = 0
-    for clean in cleans:
-        result = pipeline.run(clean)
-        flagged += bool(result.triage.cracked)
-        changed += bool(np.abs(result.image - clean).max() > 1 / 255)
-    print(f"## Clean photos\n\nAuto changed {changed} of {len(cleans)}; triage said cracked on "
-          f"{flagged} of {len(cleans)} (precision of 'cracked' follows from these and the "
-          "recall above).\n")
+    print(f"## Clean photos\n\nAuto changed {changed} of {len(cleans)}; labels found on them: "
+          f"{', '.join(sorted({l for f in clean_found for l in f})) or 'none'}.\n")
     for section in SECTIONS.values():
         section(args)
     print(f"(total {time.perf_counter() - started:.0f} s, {args.threads} torch thread(s), load "

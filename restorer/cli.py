@@ -284,6 +284,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # TensorFlow's C++ start-up lines (absl, cpu_feature_guard) are not restorer's messages;
     # set here, at the edge, before anything imports TensorFlow.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    # oneDNN's "custom operations are on" line is absl's, which the level above does not
+    # reach on CPUs where oneDNN runs; with it off TensorFlow prints nothing at start.
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     return_large_blocks_to_the_system()
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")

@@ -42,6 +42,7 @@ class StageRecord:
     image: np.ndarray | None = None
     mask: np.ndarray | None = None
     info: Mapping[str, Any] = field(default_factory=dict)
+    masks: Mapping[str, np.ndarray] | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,13 @@ class RestoreResult:
         """True when a colourisation stage gave the photo colours (a grey input's output is
         then written in colour)."""
         return any(r.kind == StageKind.COLOUR.value and r.info.get("changed") for r in self.stages)
+
+    @property
+    def kind_masks(self) -> dict[str, np.ndarray]:
+        """Kind of damage -> bool (H, W) from the last detector that told kinds apart (the
+        mask legend); empty when none did."""
+        found = [r.masks for r in self.stages if r.masks is not None]
+        return dict(found[-1]) if found else {}
 
     @property
     def timings(self) -> dict[str, float]:
@@ -323,7 +331,7 @@ class Pipeline:
         log.info("stage %s took %.3f s", spec.id, seconds)
         records.append(StageRecord(id=spec.id, kind=spec.kind.value, title=spec.title,
                                    seconds=seconds, options=options, image=output.image, mask=output.mask,
-                                   info=dict(output.info)))
+                                   info=dict(output.info), masks=output.masks))
         mask = output.mask
         if mask is not None and run.print_region is not None and spec.kind == StageKind.DETECT:
             mask = mask & run.print_region  # the mount is never damage

@@ -18,6 +18,7 @@ from restorer.stages.deblur import RichardsonLucyDeblur
 from restorer.stages.deblur_nafnet import NafnetDeblur
 from restorer.stages.detect import MorphologicalDetector
 from restorer.stages.detect_learned import DescriptorDetector, SegmentationDetector
+from restorer.stages.detect_print import PrintDetector
 from restorer.stages.detect_scratch import ScratchDetector
 from restorer.stages.face import GfpganFace
 from restorer.stages.inpaint import BiharmonicInpainter, NavierStokesInpainter, TeleaInpainter
@@ -25,6 +26,8 @@ from restorer.stages.inpaint_exemplar import ExemplarInpainter
 from restorer.stages.inpaint_gan import LearnedInpainter
 from restorer.stages.inpaint_lama import LamaInpainter
 from restorer.stages.tone_restore import ToneRestore
+from restorer.fade import faded_label
+from restorer.stages.print_labels import print_labels
 from restorer.stages.triage import HeuristicTriage
 from restorer.stages.triage_net import NetTriage
 
@@ -136,12 +139,16 @@ def default_registry(
         return factory
 
     entries = [
-        StageEntry(HeuristicTriage.spec, HeuristicTriage),
-        StageEntry(NetTriage.spec, weighted(NetTriage.spec, NetTriage)),
+        StageEntry(HeuristicTriage.spec, lambda: HeuristicTriage(fade=faded_label, damage=print_labels)),
+        StageEntry(NetTriage.spec, weighted(
+            NetTriage.spec, lambda path: NetTriage(path, fade=faded_label,
+                                                  damage=print_labels))),
         StageEntry(MorphologicalDetector.spec, MorphologicalDetector),
         StageEntry(SegmentationDetector.spec, weighted(
             SegmentationDetector.spec,
             lambda path: SegmentationDetector(path(SegmentationDetector.spec.weights[0])))),
+        StageEntry(PrintDetector.spec, weighted(
+            PrintDetector.spec, lambda path: PrintDetector(path(PrintDetector.spec.weights[0])))),
         StageEntry(DescriptorDetector.spec, weighted(
             DescriptorDetector.spec,
             lambda path: DescriptorDetector(path(DescriptorDetector.spec.weights[0])))),

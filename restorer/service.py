@@ -27,11 +27,13 @@ DEVICE_ENV = "RESTORER_DEVICE"
 """Environment variable that forces where torch stages run (see ``ServiceConfig.device``)."""
 
 FACE_STAGE = "face.gfpgan"
+TONE_STAGE = "tone.restore"
+"""Auto's tone stage, when triage finds a grey or toned print faded (restorer.fade.faded_label)."""
 COLOUR_STAGE = "colour.ddcolor"
 """Colourisation when asked for (never by default), when its weights are present."""
 TRIAGE_STAGES = ("triage.net", "triage.heuristic")
 """Triage stages in order of preference: the first whose weights are present is used."""
-DETECT_STAGES = ("detect.segnet", "detect.morph")
+DETECT_STAGES = ("detect.print", "detect.segnet", "detect.morph")
 """Auto mode's detectors in order of preference: the first whose weights are present is used.
 On each photo Auto then prefers the published stages of planner.LEARNED (detect.scratch,
 inpaint.lama, deblur.nafnet) where their files are present now and they fit the time budget."""
@@ -99,7 +101,7 @@ def build_pipeline(config: ServiceConfig | None = None) -> Pipeline:
                  ", ".join(missing))
     auto = AutoMethods(detect=_first_available(registry, DETECT_STAGES),
                        inpaint="inpaint.telea", large_inpaint=LEARNED["inpaint.telea"],
-                       face=None if missing else FACE_STAGE, learned=LEARNED,
+                       face=None if missing else FACE_STAGE, learned=LEARNED, tone=TONE_STAGE,
                        colour=COLOUR_STAGE if registry.is_available(COLOUR_STAGE) else None)
     triage = _first_available(registry, TRIAGE_STAGES)
     return Pipeline(registry, triage_id=triage, auto=auto, weight_versions=versions,

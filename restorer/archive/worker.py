@@ -44,6 +44,9 @@ class Worker:
 
     def __init__(self, config: ServiceConfig, settings: JobSettings) -> None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        # oneDNN's "custom operations are on" line is absl's, which the level above does not
+        # reach on CPUs where oneDNN runs; with it off TensorFlow prints nothing at start.
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
         started = time.perf_counter()
         self._pipeline = build_pipeline(config)
         for stage_id in self._stage_ids(settings):  # load the models before any photo

@@ -233,12 +233,16 @@ class Work:
 
 @dataclass(frozen=True)
 class StageOutput:
-    """A stage's result: any of a new image, a mask, a triage; plus notes for the user."""
+    """A stage's result: any of a new image, a mask, a triage; plus notes for the user.
+
+    A detector that tells kinds of damage apart gives ``masks``: kind -> bool (H, W), parts of
+    ``mask`` (the legend)."""
 
     image: np.ndarray | None = None
     mask: np.ndarray | None = None
     triage: TriageResult | None = None
     info: Mapping[str, Any] = field(default_factory=dict)
+    masks: Mapping[str, np.ndarray] | None = None
 
 
 @runtime_checkable

@@ -26,7 +26,7 @@ from restorer.ops import luminance
 from restorer.stages.base import (Option, ProgressFn, StageKind, StageOutput, StageSpec,
                                   TriageResult, Work)
 from restorer.stages.deblur import estimate_blur_sigma
-from restorer.stages.triage_labels import FadeMeasure, label_probabilities
+from restorer.stages.triage_labels import DamageMeasure, FadeMeasure, label_probabilities
 
 __all__ = ["HeuristicTriage", "triage_from_scores", "blur_sigma_at_view"]
 
@@ -56,9 +56,10 @@ def triage_from_scores(
     crack_centre: float = 0.01,
     image: np.ndarray | None = None,
     fade: FadeMeasure | None = None,
+    damage: DamageMeasure | None = None,
 ) -> TriageResult:
     """Map a blur sigma (px at the 1024 px view) and a defect fraction to a TriageResult;
-    its ``labels`` add "faded" from ``fade`` of ``image`` when both are given."""
+    its ``labels`` add "faded" from ``fade`` and ``damage``'s labels of ``image`` when given."""
     p_blur = _logistic(blur_sigma, blur_centre, 0.12)
     p_crack = _logistic(math.log10(max(defect_fraction, 1e-6)), math.log10(crack_centre), 0.2)
     confidences = {
@@ -73,7 +74,7 @@ def triage_from_scores(
         cracked=p_crack >= 0.5,
         method="heuristic",
         scores={"blur_sigma": round(blur_sigma, 3), "defect_fraction": round(defect_fraction, 5)},
-        labels=label_probabilities(p_blur, p_crack, image, fade),
+        labels=label_probabilities(p_blur, p_crack, image, fade, damage),
     )
 
 
@@ -93,8 +94,10 @@ class HeuristicTriage:
                                                help="flagged share called cracked")},
     )
 
-    def __init__(self, fade: FadeMeasure | None = None) -> None:
+    def __init__(self, fade: FadeMeasure | None = None,
+                 damage: DamageMeasure | None = None) -> None:
         self.fade = fade
+        self.damage = damage
 
     def run(self, work: Work, options: Mapping[str, Any], progress: ProgressFn) -> StageOutput:
         if work.mask is None:
@@ -107,5 +110,6 @@ class HeuristicTriage:
             crack_centre=float(options["crack_centre"]),
             image=work.image,
             fade=self.fade,
+            damage=self.damage,
         )
         return StageOutput(triage=result, info=dict(result.scores))

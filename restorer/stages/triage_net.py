@@ -53,7 +53,7 @@ from restorer.stages.base import (ProgressFn, StageKind, StageOutput, StageSpec,
                                   Work)
 from restorer.stages.deblur import estimate_blur_sigmas
 from restorer.stages.detect_learned import SegNet, load_segnet, segnet_probability
-from restorer.stages.triage_labels import FadeMeasure, label_probabilities
+from restorer.stages.triage_labels import DamageMeasure, FadeMeasure, label_probabilities
 from restorer.weights import sha256_file
 
 __all__ = ["VIEW_SIZE", "WORK_SIDE", "VIEW_COUNT", "WEIGHT_ID", "SEGNET_ID", "FUSION_ID",
@@ -370,8 +370,10 @@ class NetTriage:
         weights=(WEIGHT_ID, SEGNET_ID, FUSION_ID),
     )
 
-    def __init__(self, weight_path: WeightPath, fade: FadeMeasure | None = None) -> None:
+    def __init__(self, weight_path: WeightPath, fade: FadeMeasure | None = None,
+                 damage: DamageMeasure | None = None) -> None:
         self.fade = fade
+        self.damage = damage
         segnet_path, model_path = weight_path(SEGNET_ID), weight_path(WEIGHT_ID)
         self.network = TriageNetwork(model_path, segnet_path)
         self.fusion = load_fusion(weight_path(FUSION_ID), segnet_path, model_path)
@@ -389,7 +391,7 @@ class NetTriage:
         measured = self.measure(work.image)
         p_blur, p_crack = fuse(self.fusion, measured)
         result = labels_from_probabilities(p_blur, p_crack, method="net", labels=label_probabilities(
-            p_blur, p_crack, work.image, self.fade))
+            p_blur, p_crack, work.image, self.fade, self.damage))
         info = {**result.scores, "net_p_blur": round(measured.p_blur, 4),
                 "net_p_crack": round(measured.p_crack, 4),
                 "blur_sigma": round(measured.blur_sigma, 3),

@@ -1,0 +1,216 @@
+"""Classical detectors of three kinds of old-print damage: spots, creases, holes.
+
+Every detector takes a float32 (H, W, 3) [0, 1] photo and returns a bool (H, W) mask (True =
+that kind of damage). Sizes are in pixels at a 512 px short side and scale with the photo.
+Thresholds were chosen on ``restorer.synth_print`` (the training generator) by
+``bench/print_kinds.py``; the separate evaluation generator only judges them.
+
+- :func:`spot_mask`: foxing, stains, mould, dust: small compact marks that differ from a median
+  background at two scales by more than the local texture does; brownish marks (foxing) need
+  less contrast.
+- :func:`crease_mask`: long, straight or gently curved lines of shading crossing the photo:
+  Canny edges of the smoothed luma, probabilistic Hough segments longer than a third of the
+  short side, kept where the edge runs along most of the segment, drawn as a band.
+- :func:`hole_mask`: tears and missing corners: flat, light, one-colour regions (paper, light
+  card, a white scanner lid) that touch the print's edge and meet the photo along a sharp
+  boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from restorer.masks import component_stats, grow, hysteresis
+from restorer.ops import luminance
+
+__all__ = ["KindParams", "spot_mask", "crease_lines", "crease_mask", "hole_mask"]
+
+
+@dataclass(frozen=True)
+class KindParams:
+    """Thresholds of the three detectors (contrasts in [0, 1] units, sizes at 512 px).
+
+    Spots: seeds differ from the background by ``spot_contrast`` and ``spot_salience`` times the
+    local texture, brownish ones by ``spot_brown`` less; marks span at most ``spot_max`` px and
+    are at most ``spot_elongation`` times longer than wide. Creases: Hough segments of at
+    least ``crease_length`` x the short side with ``crease_support`` of their length on an
+    edge, drawn ``crease_band`` px wide. Holes: ``hole_flat`` local spread at most, at least
+    ``hole_area`` of the photo, with a boundary gradient of ``hole_edge``.
+    """
+
+    spot_contrast: float = 0.08
+    spot_salience: float = 8.0
+    spot_brown: float = 0.03
+    spot_max: float = 20.0
+    spot_elongation: float = 3.0
+    spot_grow: float = 1.0
+    crease_lines: int = 2000
+    crease_count: int = 2
+    crease_length: float = 0.3
+    crease_support: float = 0.55
+    crease_band: float = 3.0
+    hole_flat: float = 0.02
+    hole_area: float = 0.002
+    hole_edge: float = 0.4
+    hole_uniform: float = 0.04
+    hole_bright: float = 0.5
+
+
+def _scale(image: np.ndarray) -> float:
+    return min(image.shape[:2]) / 512.0
+
+
+def _odd(value: float) -> int:
+    return max(3, int(round(value))) | 1
+
+
+def spot_mask(image: np.ndarray, params: KindParams = KindParams()) -> np.ndarray:
+    """Bool (H, W): small compact marks (spots, foxing, dust, mould) of float32 (H, W, 3)."""
+    scale = _scale(image)
+    luma = luminance(image).astype(np.float32)
+    brown = (image[..., 0] - image[..., 2]).astype(np.float32)
+    luma8 = np.clip(luma * 255 + 0.5, 0, 255).astype(np.uint8)
+    brown8 = np.clip((brown + 1.0) * 127.5 + 0.5, 0, 255).astype(np.uint8)
+    found = np.zeros(luma.shape, bool)
+    for size in (9.0, 25.0):
+        k = min(_odd(size * scale), 255)
+        diff = luma - cv2.medianBlur(luma8, k).astype(np.float32) / 255.0
+        browner = brown - (cv2.medianBlur(brown8, k).astype(np.float32) / 127.5 - 1.0)
+        texture = cv2.blur(np.abs(diff), (_odd(4 * k),) * 2)
+        brown_texture = cv2.blur(np.abs(browner), (_odd(4 * k),) * 2)
+        score = np.maximum(np.abs(diff) / params.spot_contrast, browner / params.spot_brown)
+        salient = ((np.abs(diff) >= params.spot_salience * texture)
+                   | (browner >= params.spot_salience * brown_texture))
+        found |= hysteresis(np.where(salient, score, 0.0), 0.6, 1.0)
+    labels, stats = component_stats(found)
+    sides = np.maximum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
+    thin = np.minimum(stats[:, cv2.CC_STAT_WIDTH], stats[:, cv2.CC_STAT_HEIGHT])
+    area = stats[:, cv2.CC_STAT_AREA]
+    fill = area / np.maximum(stats[:, cv2.CC_STAT_WIDTH] * stats[:, cv2.CC_STAT_HEIGHT], 1)
+    keep = ((sides <= params.spot_max * scale) & (sides <= params.spot_elongation
+                                                   * np.maximum(thin, 1)) & (fill >= 0.3))
+    keep[0] = False
+    return grow(keep[labels], params.spot_grow * scale)
+
+
+def crease_lines(image: np.ndarray, params: KindParams = KindParams()
+                 ) -> list[tuple[float, tuple[int, int, int, int]]]:
+    """The crease candidates of float32 (H, W, 3) ``image``: (support, (x0, y0, x1, y1)) of
+    the distinct lines crossing the photo, best first.
+
+    Lines are probabilistic Hough segments of the Canny edges of the smoothed luma, at least
+    ``crease_length`` x the short side, extended to the photo's borders; the support is the
+    share of the extended line that runs on an edge whose gradient is across the line.
+    """
+    scale = _scale(image)
+    luma = luminance(image).astype(np.float32)
+    smooth = cv2.GaussianBlur(luma, (0, 0), 1.5 * scale)
+    edges = cv2.Canny(np.clip(smooth * 255, 0, 255).astype(np.uint8), 12, 30)
+    height, width = luma.shape
+    short = min(height, width)
+    length = int(params.crease_length * short)
+    lines = cv2.HoughLinesP(edges, 1, np.pi / 360, threshold=max(20, length // 2),
+                            minLineLength=length, maxLineGap=int(0.05 * short))
+    if lines is None:
+        return []
+    near = cv2.dilate(edges, np.ones((3, 3), np.uint8)) > 0
+    gx = cv2.Sobel(smooth, cv2.CV_32F, 1, 0)
+    gy = cv2.Sobel(smooth, cv2.CV_32F, 0, 1)
+    magnitude = np.hypot(gx, gy) + 1e-6
+    reach = float(np.hypot(height, width))
+    steps = np.arange(-reach, reach, 1.0, dtype=np.float32)
+    found: list[tuple[float, tuple[int, int, int, int]]] = []
+    for x0, y0, x1, y1 in lines.reshape(-1, 4)[:params.crease_lines]:
+        run = float(np.hypot(x1 - x0, y1 - y0))
+        direction = np.array([x1 - x0, y1 - y0], np.float32) / max(run, 1.0)
+        xs = np.round(x0 + steps * direction[0]).astype(int)
+        ys = np.round(y0 + steps * direction[1]).astype(int)
+        inside = (xs >= 0) & (xs < width) & (ys >= 0) & (ys < height)
+        xs, ys = xs[inside], ys[inside]
+        across = np.abs(gx[ys, xs] * -direction[1] + gy[ys, xs] * direction[0]) / magnitude[ys, xs]
+        support = float((near[ys, xs] & (across >= 0.9)).mean())
+        found.append((support, (int(xs[0]), int(ys[0]), int(xs[-1]), int(ys[-1]))))
+    found.sort(key=lambda item: -item[0])
+    distinct: list[tuple[float, tuple[int, int, int, int]]] = []
+    for support, line in found:
+        middle = np.array([(line[0] + line[2]) / 2, (line[1] + line[3]) / 2])
+        if all(np.hypot(*(middle - [(o[0] + o[2]) / 2, (o[1] + o[3]) / 2])) > 0.05 * short
+               for _, o in distinct):
+            distinct.append((support, line))
+        if len(distinct) >= params.crease_count:
+            break
+    return distinct
+
+
+def crease_mask(image: np.ndarray, params: KindParams = KindParams()) -> np.ndarray:
+    """Bool (H, W): bands ``crease_band`` px wide along the :func:`crease_lines` of float32
+    (H, W, 3) ``image`` with a support of at least ``crease_support``."""
+    mask = np.zeros(image.shape[:2], np.uint8)
+    band = max(1, int(round(params.crease_band * _scale(image))))
+    for support, (x0, y0, x1, y1) in crease_lines(image, params):
+        if support >= params.crease_support:
+            cv2.line(mask, (x0, y0), (x1, y1), 1, 2 * band + 1)
+    return mask.astype(bool)
+
+
+def hole_mask(image: np.ndarray, params: KindParams = KindParams(),
+              outside: np.ndarray | None = None) -> np.ndarray:
+    """Bool (H, W): flat paper, card or scanner regions touching the edge (tears, corners).
+
+    A candidate is a flat (low spread over a small window), not bluish region that touches the
+    photo's edge and covers at least ``hole_area`` of it; it is kept when the photo beside it
+    meets it along a sharp boundary (median of the strongest gradient near each boundary pixel
+    at least ``hole_edge``). ``outside`` bool (H, W) marks the mount or scanner bed round the
+    print (never flagged).
+    """
+    scale = _scale(image)
+    side = _odd(7 * scale)
+    mean = cv2.blur(image, (side, side))
+    spread = np.sqrt(np.maximum(cv2.blur(image * image, (side, side)) - mean * mean, 0.0))
+    flat = (spread.max(axis=2) <= params.hole_flat) & (mean[..., 2] <= mean[..., 0] + 0.03)
+    if outside is not None:
+        flat &= ~outside
+    labels, stats = component_stats(flat)
+    # The print's edge: the photo's border, or the mount's inner edge when there is one.
+    edge = touching_border_mask(flat.shape)
+    if outside is not None and outside.any():
+        edge |= grow(outside, 2.0)
+    border = np.zeros(len(stats), bool)
+    border[labels[edge]] = True
+    border[0] = False
+    big = stats[:, cv2.CC_STAT_AREA] >= params.hole_area * flat.size
+    mask = np.zeros(flat.shape, bool)
+    candidates = np.flatnonzero(border & big)
+    if len(candidates) == 0:
+        return mask
+    luma = luminance(image).astype(np.float32)
+    gradient = cv2.morphologyEx(luma, cv2.MORPH_GRADIENT, np.ones((3, 3), np.uint8))
+    strongest = cv2.dilate(gradient, np.ones((side + 2, side + 2), np.uint8))
+    # The boundary that counts is the one with the photo, not with the frame or the mount.
+    beyond = touching_border_mask(flat.shape, side)
+    if outside is not None and outside.any():
+        beyond |= grow(outside, side)
+    # Paper, card or a scanner bed is one colour with fine texture; sky or a blurred backdrop
+    # drifts slowly in colour across the region.
+    drift = cv2.GaussianBlur(image, (0, 0), 6 * scale)
+    for label in candidates:
+        region = labels == label
+        ring = grow(region, side // 2 + 1) & ~region & ~beyond
+        colours = drift[region]
+        uniform = float(colours.std(axis=0).max()) <= params.hole_uniform
+        bright = float(luminance(colours.mean(axis=0)[None, None])[0, 0]) >= params.hole_bright
+        if uniform and bright and ring.any() and float(np.median(strongest[ring])) >= params.hole_edge:
+            mask |= grow(region, side // 2 + 1)
+    if outside is not None:
+        mask &= ~outside
+    return mask
+
+
+def touching_border_mask(shape: tuple[int, int], margin: int = 2) -> np.ndarray:
+    """Bool (H, W): the ``margin`` px frame of an image of ``shape``."""
+    edge = np.zeros(shape, bool)
+    edge[:margin], edge[-margin:], edge[:, :margin], edge[:, -margin:] = True, True, True, True
+    return edge
