@@ -115,7 +115,7 @@ def test_restore_auto_inpaints_only_the_detected_cracks(client, cracked):
     check_labels(out["labels"], report)
     assert "cracked" in report["label"]
     # Only inpainting changes pixels in this plan (no deblur): the check below relies on it.
-    assert report["plan"] == ["detect.segnet", "inpaint.telea"], report["plan"]
+    assert report["plan"] == ["detect.print", "inpaint.telea"], report["plan"]
     assert report["inpainted"] is True and report["size"] == [before.shape[1], before.shape[0]]
 
     mask = pixels(out["mask"], "L")

@@ -140,11 +140,11 @@ def test_restore_in_the_browser(page, server, tmp_path):
     restored = Image.open(io.BytesIO(reply.body()))
     assert restored.format == "PNG" and restored.size == (512, 512)
 
-    note = page.get_by_text("Stages: detect.segnet, inpaint.telea")
+    note = page.get_by_text("Stages: detect.print, inpaint.telea")
     expect(note).to_contain_text("Defect mask inpainted")
     expect(_block(page, "Report")).to_contain_text('"inpainted": true')
     plot = page.locator(".vega-embed")  # "Seconds per stage", drawn by Vega as SVG
-    for stage in ("detect.segnet", "triage.net", "inpaint.telea"):
+    for stage in ("detect.print", "triage.net", "inpaint.telea"):
         expect(plot).to_contain_text(stage)
     expect(page.locator(".toast-body")).to_have_count(0)  # no error popped up
 

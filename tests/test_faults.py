@@ -89,7 +89,7 @@ def test_corrupt_detector_file_falls_back_to_morphology(weights_copy, photos):
     Auto detects morphologically and triages with the heuristic, and still restores."""
     config = _config(weights_copy)
     good = build_pipeline(config)
-    assert good.auto.detect == "detect.segnet" and good.triage_id == "triage.net"
+    assert good.auto.detect == "detect.print" and good.triage_id == "triage.net"
     _corrupt(weights_copy / "detector_segnet.safetensors")
     pipeline = build_pipeline(config)
     assert pipeline.auto.detect == "detect.morph" and pipeline.triage_id == "triage.heuristic"

@@ -55,9 +55,11 @@ class Worker:
         self.startup_s = time.perf_counter() - started
 
     def _stage_ids(self, settings: JobSettings) -> list[str]:
-        """The stages these settings may run: Auto's, or triage and the manual plan's."""
+        """The stages these settings may run: Auto's whose files are here (Auto falls back from
+        the others, as the page's warm-up does), or triage and the manual plan's."""
         if settings.stages is None:
-            return self._pipeline.auto_stage_ids()
+            available = self._pipeline.registry.is_available
+            return [i for i in self._pipeline.auto_stage_ids() if available(i)]
         return list(dict.fromkeys([self._pipeline.triage_id, *(s.id for s in settings.stages)]))
 
     def info(self) -> dict[str, Any]:
