@@ -271,7 +271,7 @@ def _restore_folder(args: argparse.Namespace, pipeline: Pipeline, settings: JobS
 def _cmd_batch(args: argparse.Namespace) -> int:
     from restorer.archive.command import run_batch_command
 
-    return run_batch_command(args, _settings)
+    return run_batch_command(args, _settings, print)
 
 
 def _on_sigterm(signum: int, frame: object) -> None:

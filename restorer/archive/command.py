@@ -42,8 +42,10 @@ def settings_id(settings: JobSettings, pipeline: Pipeline, reports: bool) -> str
 
 
 def run_batch_command(args: argparse.Namespace,
-                      make_settings: Callable[[argparse.Namespace, Pipeline], JobSettings]) -> int:
-    """Run ``batch`` with parsed ``args``; ``make_settings`` is ``restore``'s flag checker."""
+                      make_settings: Callable[[argparse.Namespace, Pipeline], JobSettings],
+                      say: Callable[[str], None]) -> int:
+    """Run ``batch`` with parsed ``args``; ``make_settings`` is ``restore``'s flag checker;
+    ``say`` shows the final summary table (the CLI's stdout)."""
     if importlib.util.find_spec("ray") is None:
         raise RestorerError("batch needs Ray: pip install 'restorer[archive]'")
     if args.workers is not None and args.workers <= 0:
@@ -74,7 +76,7 @@ def run_batch_command(args: argparse.Namespace,
     finally:
         progress.close()
     write_run_summary(summary, args.dest, sid)
-    print(summary_table(summary, args.dest))
+    say(summary_table(summary, args.dest))
     if summary.failed == 0:
         return ExitCode.DONE
     return ExitCode.FAILED if summary.done + summary.skipped == 0 else ExitCode.PARTIAL
