@@ -8,9 +8,11 @@ blurred like a soft print (Gaussian, 1.5 px at a 512 px short side), with seeded
 cracks (drawn at a quarter of the size and enlarged, so they are 4-20 px wide, as on a scan).
 It is saved as a JPEG and restored in a fresh process, file to file like the CLI (load, Auto
 run, PNG save), with the real triage network; as the app's warm-up does at start, Auto's
-stages are built (their models loaded) before the scan is read. Each run is measured from outside (the child's
-``ru_maxrss``: the whole process, frameworks included) and from inside (RSS sampled every
-10 ms, attributed to the stage running).
+stages are built (their models loaded) before the scan is read. Each run is measured as a
+whole (the child's own high-water mark, ``VmHWM``: frameworks included; not ``wait4``'s
+``ru_maxrss``, which Linux carries over from the parent at exec, so a large parent such as a
+long test session would be counted) and by stage (RSS sampled every 10 ms, attributed to the
+stage running).
 
 Two configurations run side by side: the default (Richardson-Lucy deconvolved in 2048 px
 tiles) and the same with the deblur untiled (``tile`` 0), the baseline tiling must equal.
@@ -78,6 +80,13 @@ def make_scan(megapixels: float, seed: int = 0, *, grey: bool = False) -> np.nda
 def _rss() -> int:
     with open("/proc/self/statm", encoding="ascii") as handle:
         return int(handle.read().split()[1]) * PAGE
+
+
+def _high_water() -> int:
+    """This process's peak RSS in bytes since its exec (``VmHWM``)."""
+    with open("/proc/self/status", encoding="ascii") as handle:
+        line = next(line for line in handle if line.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
 
 
 class _Sampler:
@@ -182,14 +191,15 @@ def child(scan: Path, out: Path, weights: str, untiled: bool, report: Path) -> N
         "plan": list(result.plan.ids), "label": result.triage.label if result.triage else None,
         "seconds": result.timings, "peaks": sampler.peaks, "weights": label,
         "faces": f"{face.get('faces_restored', 0)} of {face.get('faces_found', 0)}",
-        "size": [int(image.shape[1]), int(image.shape[0])],
+        "size": [int(image.shape[1]), int(image.shape[0])], "max_rss": _high_water(),
     }))
 
 
 # ------------------------------------------------------------------------------ parent
 def run_scan(scan: Path, *, weights: str = "auto", untiled: bool = False,
              timeout: float = 1800.0) -> dict[str, Any]:
-    """Restore ``scan`` in a fresh process; its report plus ``max_rss`` (bytes) and ``wall`` (s).
+    """Restore ``scan`` in a fresh process; its report (``max_rss``: its peak RSS, bytes) plus
+    ``wall`` (s).
 
     The output PNG is written next to ``scan`` (``<stem>.restored.png``, or ``.untiled.png``).
     """
@@ -206,7 +216,7 @@ def run_scan(scan: Path, *, weights: str = "auto", untiled: bool = False,
     timer.start()
     try:
         output = process.stdout.read().decode(errors="replace") if process.stdout else ""
-        _, status, usage = os.wait4(process.pid, 0)
+        _, status = os.waitpid(process.pid, 0)
     finally:
         timer.cancel()
         if process.stdout:
@@ -215,7 +225,6 @@ def run_scan(scan: Path, *, weights: str = "auto", untiled: bool = False,
     if process.returncode != 0:
         raise RuntimeError(f"the restore process failed ({process.returncode}):\n{output[-3000:]}")
     result = json.loads(report.read_text())
-    result["max_rss"] = usage.ru_maxrss * 1024
     result["wall"] = time.perf_counter() - began
     result["output"] = str(out)
     return result
