@@ -34,7 +34,13 @@ def restore_one(pipeline: Pipeline, job: Job, settings: JobSettings) -> RestoreR
 
 
 def peak_rss_mib() -> float:
-    """This process's peak resident memory so far, MiB."""
+    """This process's peak resident memory so far, MiB (on Linux its own ``VmHWM``:
+    ``ru_maxrss`` also counts the parent's high-water mark, carried over at exec)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            return next(int(line.split()[1]) for line in handle if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration, ValueError):
+        pass
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / (1 << 20) if sys.platform == "darwin" else peak / 1024
 
