@@ -185,7 +185,7 @@ def _time_budget(args: argparse.Namespace) -> float | None:
 
 
 def _summary(target: Path, result: RestoreResult) -> str:
-    label = result.triage.label if result.triage else "-"
+    label = result.triage.headline if result.triage else "-"
     line = (f"{target}: {label}; stages: {', '.join(result.plan.ids) or 'none'} "
             f"({sum(result.timings.values()):.2f} s)")
     if result.mask_source:

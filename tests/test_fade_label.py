@@ -31,3 +31,30 @@ def test_a_colour_print_has_no_faded_label() -> None:
     assert "faded" not in label_probabilities(0.1, 0.2, colour, faded_label)
     labels = label_probabilities(0.1, 0.2, _grey(), faded_label)
     assert list(labels) == ["blurred", "cracked", "faded"] and 0.0 <= labels["faded"] <= 1.0
+
+
+def test_a_toned_print_is_faded_when_its_blacks_are_lifted_not_when_it_is_only_dark() -> None:
+    clean = _grey()
+    # A mildly faded sepia print: blacks lifted to 0.17, whites down to 0.88 (range lost ~0.3,
+    # under the grey rule's 0.40, as on the pale historic sepia prints).
+    mild = sepia(fade(clean, Fade(black=0.17, white=0.88, cast="none", cast_strength=0.0)))
+    assert faded_label(mild) > 0.7
+    assert faded_label(np.repeat(mild.mean(axis=2, keepdims=True), 3, axis=2)) < 0.3
+    # A dark toned frame: the same range lost, all of it at the top; its blacks are black.
+    dark = sepia(fade(clean, Fade(black=0.0, white=0.68, cast="none", cast_strength=0.0)))
+    assert faded_label(dark) < 0.1
+
+
+def test_the_summary_line_names_what_was_found_not_the_old_four_classes() -> None:
+    from restorer.stages.base import TriageResult
+
+    triage = TriageResult(confidences={"clean": 0.9, "blurred": 0.05, "cracked": 0.05,
+                                       "both": 0.0},
+                          blurred=False, cracked=False, method="test",
+                          labels={"blurred": 0.05, "cracked": 0.05, "faded": 0.83,
+                                  "spotted": 0.55})
+    assert triage.label == "clean"
+    assert triage.headline == "faded 0.83, spotted 0.55"
+    nothing = TriageResult(confidences=triage.confidences, blurred=False, cracked=False,
+                           method="test", labels={"faded": 0.1})
+    assert nothing.headline == "clean"

@@ -221,6 +221,14 @@ class TriageResult:
         """The most likely label."""
         return max(self.confidences, key=self.confidences.__getitem__)
 
+    @property
+    def headline(self) -> str:
+        """What was found, for a one-line summary: "faded 0.83, spotted 0.55" (the ``found``
+        labels with their confidences, highest first), or "clean" when nothing was found."""
+        found = sorted(self.found, key=lambda name: -self.labels.get(name, 1.0))
+        return ", ".join(f"{name} {self.labels[name]:.2f}" if name in self.labels else name
+                         for name in found) or "clean"
+
 
 @dataclass(frozen=True)
 class Work:
