@@ -193,3 +193,26 @@ def test_spots_are_left_out_when_triage_did_not_find_the_photo_spotted(photos, d
     plain = detector.run(Work(image=sample.image, triage=triage({"spotted": 0.1})), options,
                          lambda f, t: None)
     assert spotted.masks["spot"].any() and not plain.masks["spot"].any()
+
+
+def test_corners_of_letters_are_not_spots_but_specks_beside_them_are() -> None:
+    """A median background leaves the corners of thick strokes behind (as on a real photo of
+    painted characters); the ring test drops them and keeps the isolated specks."""
+    rng = np.random.default_rng(0)
+    grey = np.full((512, 512), 0.2, np.float32) + rng.normal(0, 0.02, (512, 512)).astype(np.float32)
+    strokes = np.zeros((512, 512), np.uint8)
+    for x in range(40, 480, 110):
+        cv2.rectangle(strokes, (x, 60), (x + 70, 200), 1, 14)
+        cv2.line(strokes, (x, 300), (x + 70, 440), 1, 14)
+        cv2.line(strokes, (x + 70, 300), (x, 440), 1, 14)
+    grey[strokes > 0] = 0.85
+    specks = np.zeros((512, 512), np.uint8)
+    for centre in [(95, 250), (205, 250), (315, 250), (425, 250), (30, 480), (480, 30)]:
+        cv2.circle(specks, centre, 3, 1, -1)
+    grey[specks > 0] = 0.8
+    image = np.repeat(np.clip(grey, 0, 1)[..., None], 3, axis=2)
+    near_strokes = cv2.dilate(strokes, np.ones((9, 9), np.uint8)) > 0
+    plain, ringed = spot_mask(image, isolated=False), spot_mask(image)
+    assert (plain & near_strokes).sum() > 5_000  # without the test: the corners are "spots"
+    assert (ringed & near_strokes).sum() < 0.05 * (plain & near_strokes).sum()
+    assert (ringed & (specks > 0)).sum() == (specks > 0).sum()

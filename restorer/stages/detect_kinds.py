@@ -6,8 +6,14 @@ Thresholds were chosen on ``restorer.synth_print`` (the training generator) by
 ``bench/print_kinds.py``; the separate evaluation generator only judges them.
 
 - :func:`spot_mask`: foxing, stains, mould, dust: small compact marks that differ from a median
-  background at two scales by more than the local texture does; brownish marks (foxing) need
-  less contrast.
+  background at two scales by more than the local texture does (brownish marks, foxing, need
+  less contrast) and stand apart from what surrounds them (the corners of letters and strokes,
+  which a median background also leaves behind, run on into the stroke: on the real
+  oldphoto3's painted characters this test removes 85 % of the flagged pixels, on the real
+  specks of scratched/a, b and d it keeps 66 to 87 %; on the training generator P_d 0.196 ->
+  0.116 at P_fa 0.0070 -> 0.0036). The ``spotted`` label is still measured without the ring
+  test, as it was calibrated: refitted with it, a clean skimage ``coffee`` (its crema's bubbles)
+  was called spotted.
 - :func:`crease_mask`: long, straight or gently curved lines of shading crossing the photo:
   Canny edges of the smoothed luma, probabilistic Hough segments longer than a third of the
   short side, kept where the edge runs along most of the segment, drawn as a band.
@@ -35,7 +41,8 @@ class KindParams:
 
     Spots: seeds differ from the background by ``spot_contrast`` and ``spot_salience`` times the
     local texture, brownish ones by ``spot_brown`` less; marks span at most ``spot_max`` px and
-    are at most ``spot_elongation`` times longer than wide. Creases: Hough segments of at
+    are at most ``spot_elongation`` times longer than wide, and at most ``spot_ring`` of the
+    ring round a mark looks like the mark. Creases: Hough segments of at
     least ``crease_length`` x the short side with ``crease_support`` of their length on an
     edge, drawn ``crease_band`` px wide. Holes: ``hole_flat`` local spread at most, at least
     ``hole_area`` of the photo, with a boundary gradient of ``hole_edge``.
@@ -47,6 +54,7 @@ class KindParams:
     spot_max: float = 20.0
     spot_elongation: float = 3.0
     spot_grow: float = 1.0
+    spot_ring: float = 0.25
     crease_lines: int = 2000
     crease_count: int = 2
     crease_length: float = 0.3
@@ -67,8 +75,11 @@ def _odd(value: float) -> int:
     return max(3, int(round(value))) | 1
 
 
-def spot_mask(image: np.ndarray, params: KindParams = KindParams()) -> np.ndarray:
-    """Bool (H, W): small compact marks (spots, foxing, dust, mould) of float32 (H, W, 3)."""
+def spot_mask(image: np.ndarray, params: KindParams = KindParams(), *,
+              isolated: bool = True) -> np.ndarray:
+    """Bool (H, W): small compact marks (spots, foxing, dust, mould) of float32 (H, W, 3)
+    ``image``; ``isolated`` False skips the ring test (the ``spotted`` label's statistic, as
+    calibrated)."""
     scale = _scale(image)
     luma = luminance(image).astype(np.float32)
     brown = (image[..., 0] - image[..., 2]).astype(np.float32)
@@ -93,7 +104,35 @@ def spot_mask(image: np.ndarray, params: KindParams = KindParams()) -> np.ndarra
     keep = ((sides <= params.spot_max * scale) & (sides <= params.spot_elongation
                                                    * np.maximum(thin, 1)) & (fill >= 0.3))
     keep[0] = False
+    if isolated:
+        keep &= _isolated(labels, luma, max(2, int(round(2 * scale))), params.spot_ring)
     return grow(keep[labels], params.spot_grow * scale)
+
+
+def _isolated(labels: np.ndarray, luma: np.ndarray, reach: int, most: float) -> np.ndarray:
+    """Bool (N,): which of the N labelled marks (int32 (H, W), 0 = none) stand apart from
+    their surroundings: at most ``most`` of the ring ``reach`` px round a mark has a luma
+    nearer the mark's mean than the ring's own median. A spot sits on a background; the corner
+    of a letter or a stroke, which a median background also leaves behind, runs on into the
+    stroke beside it."""
+    count = int(labels.max()) + 1
+    kernel = np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)
+    owner = cv2.dilate(labels.astype(np.float32), kernel).astype(np.int32)
+    ring = (labels == 0) & (owner > 0)
+    area = np.bincount(labels.ravel(), minlength=count).astype(np.float64)
+    inside = np.bincount(labels.ravel(), weights=luma.ravel(), minlength=count) / np.maximum(area, 1)
+    owners, values = owner[ring], luma[ring].astype(np.float64)
+    if owners.size == 0:
+        return np.ones(count, bool)
+    order = np.argsort(owners, kind="stable")
+    owners, values = owners[order], values[order]
+    starts = np.searchsorted(owners, np.arange(count))
+    ends = np.searchsorted(owners, np.arange(count), side="right")
+    median = np.array([np.median(values[a:b]) if b > a else 0.0 for a, b in zip(starts, ends)])
+    near = np.abs(values - inside[owners]) < np.abs(values - median[owners])
+    share = np.bincount(owners, weights=near, minlength=count) / np.maximum(
+        np.bincount(owners, minlength=count), 1)
+    return share <= most
 
 
 def crease_lines(image: np.ndarray, params: KindParams = KindParams()

@@ -39,7 +39,7 @@ def kind_statistics(image: np.ndarray, params: KindParams = KindParams(),
                     outside: np.ndarray | None = None) -> dict[str, float]:
     """The statistic behind each label of float32 (H, W, 3) [0, 1] ``image`` (module
     docstring); ``outside`` bool (H, W) is the mount (never counted)."""
-    spots = spot_mask(image, params)
+    spots = spot_mask(image, params, isolated=False)
     holes = hole_mask(image, params, outside)
     if outside is not None:
         spots = spots & ~outside
