@@ -22,6 +22,7 @@ from restorer.imaging import ImageLimits
 from restorer.jobs import JobSettings, Outputs, check_outputs, restore_file
 from restorer.pipeline import DEFAULT_TIME_BUDGET, Pipeline, RestoreResult
 from restorer.planner import MASK_MODES, PlannedStage, plan_manual
+from restorer.runtime import PRECISIONS
 from restorer.service import DEVICE_ENV, ServiceConfig, build_pipeline
 from restorer.stages.base import StageKind
 
@@ -104,8 +105,11 @@ def add_job_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=int, default=ImageLimits().max_pixels,
                         help="refuse photos larger than this many pixels")
     parser.add_argument("--device", default=None,
-                        help=f"where torch stages (face) run: {DEVICE_HELP}; "
+                        help=f"where the learned stages run: {DEVICE_HELP}; "
                              f"default: ${DEVICE_ENV}, else auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="learned stages' precision: auto (fp16/bf16 on CUDA where a model "
+                             "is declared safe in it, else fp32), fp32, fp16 or bf16 (CUDA only)")
     parser.add_argument("--time-budget", type=float, default=DEFAULT_TIME_BUDGET, metavar="S",
                         help="auto: seconds the published learned stages may take per photo; "
                              "those that would not fit are replaced by their classical "
@@ -210,7 +214,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     config = ServiceConfig(offline=os.environ.get("HF_HUB_OFFLINE") == "1")
     if args.device is not None:
         config = replace(config, device=args.device)
-    config = replace(config, time_budget=_time_budget(args))
+    config = replace(config, time_budget=_time_budget(args), precision=args.precision)
     pipeline = build_pipeline(config)
     settings = _settings(args, pipeline)
     if args.input.is_dir():
