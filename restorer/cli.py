@@ -15,7 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from restorer import files, weights_cli
+from restorer import files, stages_cli, weights_cli
 from restorer.backends import DEVICE_HELP, return_large_blocks_to_the_system
 from restorer.errors import ExitCode, OutputPathError, RestorerError, Terminated, exit_code
 from restorer.imaging import ImageLimits
@@ -82,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.set_defaults(func=_cmd_batch, mask=None, mask_mode="replace")
 
     weights_cli.add_parser(commands)
+    stages_cli.add_parser(commands)
     return parser
 
 

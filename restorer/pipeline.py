@@ -324,8 +324,9 @@ class Pipeline:
                 instead = self.fallbacks[current]
                 note = (f"{current} could not be used ({reason}): "
                         + (f"{instead} ran instead" if instead else "skipped"))
-                log.warning("%s", note)
-                run.fallbacks.append(note)
+                if note not in run.fallbacks:
+                    log.warning("%s", note)
+                    run.fallbacks.append(note)
                 if instead is None:
                     return None
                 current = instead
@@ -351,6 +352,8 @@ class Pipeline:
             planned = PlannedStage(stage_id)
         spec = self.registry.spec(planned.id)
         options = self._options(planned, run)
+        if any(r.id == planned.id and r.options == options for r in records):
+            return work  # a fallback that already ran (e.g. the detector before triage)
 
         def stage_progress(fraction: float, text: str) -> None:
             report(start + span * min(max(fraction, 0.0), 1.0), f"{spec.title}: {text}")

@@ -132,15 +132,15 @@ def build_pipeline(config: ServiceConfig | None = None) -> Pipeline:
 
 def weight_problem(store: WeightStore, weight_id: str) -> str | None:
     """Why ``weight_id`` is not usable from ``store`` ("not in the manifest", "missing file",
-    "hash mismatch: ...", ...), None when it is present and verified. Never downloads."""
+    "hash or size mismatch", ...), None when it is present and verified. Never downloads."""
     if weight_id not in store.manifest.ids:
         return "not in the manifest"
     try:
         store.resolve(weight_id, download=False)
     except WeightsMissingError:
         return "missing file"
-    except WeightsIntegrityError as error:
-        return f"hash mismatch ({str(error).splitlines()[0]})"
+    except WeightsIntegrityError:
+        return "hash or size mismatch"
     except WeightsError as error:
         return str(error).splitlines()[0]
     return None
