@@ -317,6 +317,8 @@ class Pipeline:
             try:
                 self.registry.build(current)
                 return current
+            except MemoryError:
+                raise StageError(current, "out of memory while loading its models") from None
             except StageUnavailableError as error:
                 if current in run.named or current not in self.fallbacks:
                     raise

@@ -23,7 +23,6 @@ from restorer.stages.deblur import RichardsonLucyDeblur
 from restorer.stages.detect import MorphologicalDetector
 from restorer.stages.face import GfpganFace
 from restorer.stages.inpaint import TeleaInpainter
-from restorer.stages.triage import HeuristicTriage
 from restorer.stages.triage_net import NetTriage
 from restorer.stages_cli import format_rows, stage_rows
 from restorer.weights import default_manifest_path, load_manifest, sha256_file

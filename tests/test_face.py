@@ -445,10 +445,11 @@ def _imports(path: Path) -> list[tuple[str, bool]]:
 
 
 def test_third_party_face_code_and_frameworks_are_imported_in_one_place_each():
-    """gfpgan/facexlib/basicsr only in face.py; torchvision, tensorflow and keras (which loads
+    """gfpgan/facexlib/basicsr only in face_nets.py; torchvision, tensorflow and keras (which loads
     TensorFlow) only in backends.py (the import-order guard), keras never at module level, so
     that importing restorer cannot load TensorFlow before torchvision."""
-    owners = {"gfpgan": "stages/face.py", "facexlib": "stages/face.py", "basicsr": "stages/face.py",
+    owners = {"gfpgan": "stages/face_nets.py", "facexlib": "stages/face_nets.py",
+              "basicsr": "stages/face_nets.py",
               "torchvision": "backends.py", "tensorflow": "backends.py", "keras": "backends.py"}
     for path in sorted((REPO / "restorer").rglob("*.py")):
         relative = path.relative_to(REPO / "restorer").as_posix()

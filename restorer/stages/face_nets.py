@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
-import numpy as np
 
 from restorer.backends import torch_stack
 from restorer.errors import StageUnavailableError, WeightsError
