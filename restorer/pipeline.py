@@ -124,6 +124,8 @@ class RestoreResult:
             "skipped_for_time": list(self.skipped_for_time),
             "auto_notes": list(self.auto_notes),
             "fallbacks": list(self.fallbacks),
+            "runtime": {r.id: _runtime_of(r.info) for r in self.stages
+                        if _runtime_of(r.info) is not None},
             "size": [int(self.image.shape[1]), int(self.image.shape[0])],
             "message": self.message,
         }
@@ -387,6 +389,15 @@ class Pipeline:
             mask=work.mask if mask is None else mask,
             triage=work.triage if output.triage is None else output.triage,
         )
+
+
+def _runtime_of(info: Mapping[str, Any]) -> dict[str, Any] | None:
+    """How a learned stage's networks ran (device, precision, tiles, tile, notes): the own
+    stages' ``runtime`` record, the published stages' flat fields; None for other stages."""
+    if isinstance(info.get("runtime"), Mapping):
+        return dict(info["runtime"])
+    keys = ("device", "precision", "tiles", "tile", "notes")
+    return {k: info[k] for k in keys} if all(k in info for k in keys) else None
 
 
 @dataclass(frozen=True)

@@ -51,3 +51,22 @@ def test_learned_stages_report_how_they_ran():
         runtime = support._run(stage, image, damage).info["runtime"]
         assert runtime["device"] == "cpu" and runtime["precision"] == "fp32"
         assert runtime["tiles"] >= 1 and runtime["notes"] == []
+
+
+def test_the_report_gathers_how_each_learned_stage_ran(tmp_path):
+    """RestoreResult.report()'s "runtime" has one record per learned stage that ran."""
+    from restorer import Pipeline, Registry, StageEntry
+    from restorer.planner import AutoMethods
+    from restorer.stages.detect_learned import SegmentationDetector
+    from restorer.stages.inpaint import TeleaInpainter
+    from restorer.stages.triage import HeuristicTriage
+
+    registry = Registry([
+        StageEntry(HeuristicTriage.spec, HeuristicTriage),
+        StageEntry(SegmentationDetector.spec,
+                   lambda: SegmentationDetector(support.weight_path("detect_segnet"), device="cpu")),
+        StageEntry(TeleaInpainter.spec, TeleaInpainter)])
+    pipeline = Pipeline(registry, auto=AutoMethods(detect="detect.segnet", deblur=None))
+    report = pipeline.run(support.damaged_photo()[0]).report()
+    assert report["runtime"]["detect.segnet"]["device"] == "cpu"
+    assert set(report["runtime"]) == {"detect.segnet"}
