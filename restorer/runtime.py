@@ -18,6 +18,12 @@ multiple, safe half precisions, how far it sees); :class:`ModelRuntime` does the
 - **concurrency**: the network is built once and shared; forwards hold a lock of this runtime
   only (none when the traits say the network is safe to share).
 
+A call that is not an image forward (a detector with its own pre- and post-processing) runs
+through :meth:`ModelRuntime.apply`: same device, lock and out-of-memory fallback. Each call
+returns a :class:`RunInfo` (device, precision, tiles, notes) for the stage's report
+(:meth:`ModelRuntime.record` merges a stage's calls). The arithmetic (padding, tile sides,
+where tiles go and how they blend) is pure and lives in :mod:`restorer.runtime_plan`.
+
 Images are numpy float32 (H, W, C) going in and out; what range they hold is the stage's
 business (the runtime converts layouts, never values). torch is imported when a runtime is made.
 """
