@@ -15,12 +15,12 @@ import adoption_support as support
 
 #: Digests from main at f896903 (python tests/adoption_support.py).
 RECORDED = {
-    "detect.segnet": "",
-    "detect.print": "",
-    "detect.learned": "",
-    "triage.net": "",
-    "inpaint.gan": "",
-    "face.gfpgan": "",
+    "detect.segnet": "0260f805e37fa59f",
+    "detect.print": "d90395d94e3f0b18",
+    "detect.learned": "8a78dad8008dc4ff",
+    "triage.net": "5c0373e269564dcc",
+    "inpaint.gan": "8bf18e08330742f0",
+    "face.gfpgan": "30def701cb3aa42f",
 }
 
 
