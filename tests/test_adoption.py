@@ -65,7 +65,7 @@ def test_the_report_gathers_how_each_learned_stage_ran(tmp_path):
         StageEntry(HeuristicTriage.spec, HeuristicTriage),
         StageEntry(SegmentationDetector.spec,
                    lambda: SegmentationDetector(support.weight_path("detect_segnet"), device="cpu")),
-        StageEntry(TeleaInpainter.spec, TeleaInpainter)])
+        StageEntry(TeleaInpainter.spec, TeleaInpainter)], weight_check=lambda weight_id: True)
     pipeline = Pipeline(registry, auto=AutoMethods(detect="detect.segnet", deblur=None))
     report = pipeline.run(support.damaged_photo()[0]).report()
     assert report["runtime"]["detect.segnet"]["device"] == "cpu"
