@@ -325,8 +325,10 @@ def test_service_enables_faces_in_auto_mode_and_refuses_a_mismatched_file(standi
     pipeline = build_pipeline(config)
     assert pipeline.registry.is_available("face.gfpgan")
     assert pipeline.auto.face == "face.gfpgan"
-    with pytest.raises(WeightsError, match=r"GFPGANv1.4.pth \[gfpgan_v1_4\] does not fit"):
+    with pytest.raises(StageUnavailableError,
+                       match=r"failed to build \(WeightsError: GFPGANv1.4.pth \[gfpgan_v1_4\] does not fit"):
         pipeline.registry.build("face.gfpgan")
+    assert not pipeline.registry.is_available("face.gfpgan")  # Auto now skips faces
 
 
 def test_a_corrupted_weight_file_is_refused_before_loading(standin, tmp_path):
