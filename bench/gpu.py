@@ -11,7 +11,8 @@ photo; on the chosen device, seconds for a ``--megapixels`` photo in fp32 and in
 where the stage's networks declare fp16 safe; "not declared" otherwise) with the largest
 difference of the fp16 output from the fp32 one (images: max |difference|; masks: share of
 pixels that differ); torch's peak GPU memory (``torch.cuda.max_memory_allocated``) and the
-tiles the runtime used (with any out-of-memory notes). Each stage is built once per device and
+forwards the runtime ran ("tiles" of the stage's runtime record: tiles of a tiled network, or
+one per call: per scale, flip, window or face), with any out-of-memory notes. Each stage is built once per device and
 precision (not timed) and run once to warm up before the timed run.
 
 Weights: the project's own files ship in ``weights/``; a published file is taken from
@@ -210,10 +211,10 @@ def main(argv: list[str] | None = None) -> int:
           + ("" if gpu else " -- no GPU here: CPU columns only"))
     print(f"CPU photo {args.cpu_megapixels:g} MP" + (f", device photo {args.megapixels:g} MP"
                                                      if gpu else "") + "\n")
-    header = ["stage", "weights", f"CPU s ({args.cpu_megapixels:g} MP)", "CPU tiles"]
+    header = ["stage", "weights", f"CPU s ({args.cpu_megapixels:g} MP)", "CPU forwards"]
     if gpu:
         header += [f"{device} fp32 s", "fp16 s", "fp16 vs fp32", "peak GPU MB (fp32)",
-                   f"tiles ({args.megapixels:g} MP)", "notes"]
+                   f"forwards ({args.megapixels:g} MP)", "notes"]
     rows = [header]
     wanted = None if args.stages is None else set(args.stages.split(","))
     with tempfile.TemporaryDirectory() as folder:
