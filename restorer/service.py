@@ -135,6 +135,8 @@ def weight_problem(store: WeightStore, weight_id: str) -> str | None:
     "hash or size mismatch", ...), None when it is present and verified. Never downloads."""
     if weight_id not in store.manifest.ids:
         return "not in the manifest"
+    if not store.manifest.get(weight_id).is_hashed:
+        return "the manifest records no sha256 for it yet ('python -m restorer weights lock')"
     try:
         store.resolve(weight_id, download=False)
     except WeightsMissingError:

@@ -3,7 +3,8 @@
 A stage is available when its weight files are present and verified and it has not failed to
 build; ``--build`` builds each available stage (loading its models) to check that it really
 does, so a file that verifies but does not load shows as "failed to build" with the error.
-The licence column names the licences of the stage's weight files (published ones first).
+The table names the licences of the stage's published weight files (the project's own,
+bundled ones are listed with theirs in ``--json``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from restorer.errors import ExitCode, StageUnavailableError
+
+if TYPE_CHECKING:
+    from restorer.weights import Manifest
 
 __all__ = ["add_parser", "stage_rows", "format_rows"]
 
@@ -31,12 +35,18 @@ def add_parser(commands: Any) -> None:
     parser.set_defaults(func=_cmd_stages)
 
 
-def stage_rows(pipeline: Any, licence_of: Callable[[str], str | None], *,
+def stage_rows(pipeline: Any, manifest: Manifest | None, *,
                build: bool = False) -> list[dict[str, Any]]:
     """One JSON-ready row per registered stage of ``pipeline``: id, kind, title, available,
-    built, reason (None when available) and the weights with their licences (``licence_of``
-    gives a weight id's licence, None when the manifest lacks it). ``build``: build every
+    built, reason (None when available) and the weights with their licences and whether they
+    are published (not bundled) from ``manifest`` (None: unknown). ``build``: build every
     available stage first (a failure becomes its reason)."""
+
+    def weight(weight_id: str) -> dict[str, Any]:
+        entry = manifest.get(weight_id) if manifest and weight_id in manifest.ids else None
+        return {"id": weight_id, "licence": entry.licence if entry else None,
+                "published": None if entry is None else not entry.bundled}
+
     registry = pipeline.registry
     if build:
         for spec in registry.specs():
@@ -51,7 +61,7 @@ def stage_rows(pipeline: Any, licence_of: Callable[[str], str | None], *,
         rows.append({"id": status.id, "kind": status.kind, "title": spec.title,
                      "available": status.available, "built": status.built,
                      "reason": status.reason,
-                     "weights": [{"id": w, "licence": licence_of(w)} for w in spec.weights]})
+                     "weights": [weight(w) for w in spec.weights]})
     return rows
 
 
@@ -62,8 +72,9 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
         state = "available" if row["available"] else "unavailable"
         if row["built"]:
             state = "built"
-        licences = "; ".join(dict.fromkeys(w["licence"] or "unknown" for w in row["weights"]))
-        detail = row["reason"] or licences or "-"
+        licences = "; ".join(dict.fromkeys(w["licence"] or "unknown" for w in row["weights"]
+                                           if w["published"] is not False))
+        detail = row["reason"] or licences or ("bundled weights" if row["weights"] else "-")
         if row["reason"] and licences:
             detail = f"{row['reason']} [licence: {licences}]"
         lines.append(f"{row['id']:<18} {row['kind']:<8} {state:<12} {detail}")
@@ -78,11 +89,6 @@ def _cmd_stages(args: argparse.Namespace) -> int:
     config = ServiceConfig(offline=os.environ.get("HF_HUB_OFFLINE") == "1")
     if args.device is not None:
         config = replace(config, device=args.device)
-    manifest = build_store(config).manifest
-
-    def licence_of(weight_id: str) -> str | None:
-        return manifest.get(weight_id).licence if weight_id in manifest.ids else None
-
-    rows = stage_rows(build_pipeline(config), licence_of, build=args.build)
+    rows = stage_rows(build_pipeline(config), build_store(config).manifest, build=args.build)
     print(json.dumps(rows, indent=1) if args.json else format_rows(rows))
     return ExitCode.DONE

@@ -83,20 +83,23 @@ def test_manual_naming_a_stage_that_fails_to_build_is_one_clear_error(garbage_se
     assert [r.id for r in result.stages][-1] == "inpaint.telea"
 
 
-def test_stages_listing_says_why_each_stage_is_unavailable(garbage_segnet, capsys):
+def test_stages_listing_says_why_each_stage_is_unavailable(garbage_segnet):
     pipeline = build_pipeline(garbage_segnet)
     manifest = load_manifest(garbage_segnet.manifest)
-    rows = stage_rows(pipeline, lambda w: manifest.get(w).licence, build=False)
+    rows = stage_rows(pipeline, manifest, build=False)
     by_id = {row["id"]: row for row in rows}
     assert set(by_id) == {s.id for s in pipeline.registry.specs()}
     assert by_id["detect.segnet"]["available"]  # not built yet: its file verifies
     assert "missing file" in by_id["inpaint.lama"]["reason"]
-    assert by_id["inpaint.lama"]["weights"] == [{"id": "big_lama", "licence": "Apache-2.0"}]
-    built = {row["id"]: row for row in stage_rows(pipeline, lambda w: None, build=True)}
+    assert by_id["inpaint.lama"]["weights"] == [{"id": "big_lama", "licence": "Apache-2.0",
+                                                 "published": True}]
+    assert by_id["detect.segnet"]["weights"][0]["published"] is False
+    built = {row["id"]: row for row in stage_rows(pipeline, None, build=True)}
     assert built["detect.segnet"]["reason"].startswith("failed to build")
     assert built["inpaint.telea"]["built"] and built["inpaint.telea"]["reason"] is None
     table = format_rows(list(built.values()))
     assert "detect.segnet" in table and "failed to build" in table
+    assert "Apache-2.0" in format_rows(rows) and "CC-BY-NC" not in format_rows(rows)
 
 
 def test_stages_subcommand_prints_every_stage_as_json(monkeypatch, capsys):
