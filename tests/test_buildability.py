@@ -180,3 +180,23 @@ def test_a_failed_build_is_kept_and_stages_build_under_their_own_locks():
             registry.build("face.gfpgan")
     assert registry.unavailable_reason("face.gfpgan") == \
         "failed to build (RuntimeError: GFP-GAN does not load)"
+
+
+def test_device_and_precision_reach_the_own_learned_stages():
+    """--device / --precision (ServiceConfig) reach detect.segnet and detect.print (and, through
+    the same registry argument, triage.net's detector, detect.learned and inpaint.gan)."""
+    import torch
+
+    from restorer.registry import default_registry
+
+    segnet = default_manifest_path().parent / "detector_segnet.safetensors"
+    for device in ("cpu",) + (() if torch.cuda.is_available() else ("cuda",)):
+        registry = default_registry(weight_check=lambda w: True, weight_path=lambda w: segnet,
+                                    device=device, precision="fp32")
+        for stage_id in ("detect.segnet", "detect.print"):
+            if device == "cpu":
+                stage = registry.build(stage_id)
+                assert stage.runtime.device == "cpu" and stage.runtime.precision == "fp32"
+            else:  # asked for a GPU this host lacks: the stage says so and is unavailable
+                with pytest.raises(StageUnavailableError, match="device 'cuda' was asked for"):
+                    registry.build(stage_id)
