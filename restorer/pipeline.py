@@ -10,12 +10,13 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from restorer.costs import COSTS, AutoFit, describe_expected
-from restorer.errors import PlanError, RestorerError, StageError, StageUnavailableError
+from restorer.errors import PlanError, RestorerError, StageError
 from restorer.imaging import validate_image, validate_mask
 from restorer.mount import find_print
 from restorer.planner import (AutoBudget, AutoMethods, Plan, PlannedStage, apply_user_mask,
                               fit_learned, plan_auto)
 from restorer.registry import Registry
+from restorer.runtime import record_of
 from restorer.stages.base import StageKind, StageOutput, TriageResult, Work
 from restorer.tone import Tone, analyse_tone, apply_tone
 
@@ -124,8 +125,8 @@ class RestoreResult:
             "skipped_for_time": list(self.skipped_for_time),
             "auto_notes": list(self.auto_notes),
             "fallbacks": list(self.fallbacks),
-            "runtime": {r.id: _runtime_of(r.info) for r in self.stages
-                        if _runtime_of(r.info) is not None},
+            "runtime": {r.id: record_of(r.info) for r in self.stages
+                        if record_of(r.info) is not None},
             "size": [int(self.image.shape[1]), int(self.image.shape[0])],
             "message": self.message,
         }
@@ -311,29 +312,12 @@ class Pipeline:
                                                            self.device_kind()))
 
     def _resolve(self, stage_id: str, run: _Run) -> str | None:
-        """The stage that runs for ``stage_id``: itself when it builds, else its fallback (in
-        turn), None when the step is skipped; each fallback is noted in ``run``. Raises the
-        build error for a stage the Manual plan names or that has no fallback."""
-        current = stage_id
-        while True:
-            try:
-                self.registry.build(current)
-                return current
-            except MemoryError:
-                raise StageError(current, "out of memory while loading its models") from None
-            except StageUnavailableError as error:
-                if current in run.named or current not in self.fallbacks:
-                    raise
-                reason = self.registry.unavailable_reason(current) or str(error)
-                instead = self.fallbacks[current]
-                note = (f"{current} could not be used ({reason}): "
-                        + (f"{instead} ran instead" if instead else "skipped"))
-                if note not in run.fallbacks:
-                    log.warning("%s", note)
-                    run.fallbacks.append(note)
-                if instead is None:
-                    return None
-                current = instead
+        """The stage that runs for ``stage_id`` (Registry.resolve with this pipeline's
+        fallbacks; a stage the Manual plan names is never replaced); fallbacks noted in ``run``."""
+        try:
+            return self.registry.resolve(stage_id, self.fallbacks, run.named, run.fallbacks)
+        except MemoryError:
+            raise StageError(stage_id, "out of memory while loading its models") from None
 
     def _options(self, planned: PlannedStage, run: _Run) -> dict[str, Any]:
         merged = {**run.overrides.get(planned.id, {}), **planned.options}
@@ -389,15 +373,6 @@ class Pipeline:
             mask=work.mask if mask is None else mask,
             triage=work.triage if output.triage is None else output.triage,
         )
-
-
-def _runtime_of(info: Mapping[str, Any]) -> dict[str, Any] | None:
-    """How a learned stage's networks ran (device, precision, tiles, tile, notes): the own
-    stages' ``runtime`` record, the published stages' flat fields; None for other stages."""
-    if isinstance(info.get("runtime"), Mapping):
-        return dict(info["runtime"])
-    keys = ("device", "precision", "tiles", "tile", "notes")
-    return {k: info[k] for k in keys} if all(k in info for k in keys) else None
 
 
 @dataclass(frozen=True)

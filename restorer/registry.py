@@ -16,7 +16,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Collection, Iterable, Mapping
 
 from restorer.errors import PlanError, StageUnavailableError
 from restorer.stages.base import Stage, StageKind, StageSpec
@@ -143,6 +143,31 @@ class Registry:
             out.append(StageStatus(stage_id, entry.spec.kind.value, reason is None,
                                    stage_id in self._built, reason))
         return out
+
+    def resolve(self, stage_id: str, fallbacks: Mapping[str, str | None],
+                keep: Collection[str] = (), notes: list[str] | None = None) -> str | None:
+        """The stage to run for ``stage_id``: itself when it builds, else its entry in
+        ``fallbacks`` (in turn; None: the step is skipped, returned as None). A stage in
+        ``keep`` (named by the caller) or without a fallback raises its build error. Each
+        fallback taken is appended to ``notes`` once, as a sentence with the reason."""
+        current = stage_id
+        while True:
+            try:
+                self.build(current)
+                return current
+            except StageUnavailableError as error:
+                if current in keep or current not in fallbacks:
+                    raise
+                reason = self.unavailable_reason(current) or str(error)
+                instead = fallbacks[current]
+                note = (f"{current} could not be used ({reason}): "
+                        + (f"{instead} ran instead" if instead else "skipped"))
+                if notes is not None and note not in notes:
+                    log.warning("%s", note)
+                    notes.append(note)
+                if instead is None:
+                    return None
+                current = instead
 
     def build(self, stage_id: str) -> Stage:
         """The stage instance for ``stage_id``, constructed on first use and kept.

@@ -36,7 +36,7 @@ import threading
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DEVICE_CHOICES", "PRECISIONS", "ModelTraits", "PadMode", "RunInfo", "ModelRuntime",
            "pick_device", "pick_precision", "resolve_device", "pad_to", "tile_starts",
-           "tile_weights", "traits_from_descriptor", "merge_runs", "check_precision"]
+           "tile_weights", "traits_from_descriptor", "merge_runs", "record_of", "check_precision"]
 
 log = logging.getLogger(__name__)
 
@@ -394,6 +394,15 @@ def merge_runs(runs: Sequence[RunInfo]) -> RunInfo | None:
     sides = [run.tile for run in runs if run.tile is not None]
     return RunInfo(runs[-1].device, runs[-1].precision, sum(run.tiles for run in runs),
                    max(sides) if sides else None, notes)
+
+
+def record_of(info: Mapping[str, Any]) -> dict[str, Any] | None:
+    """How a learned stage's networks ran, from its StageOutput ``info``: the own stages'
+    ``runtime`` record, the published stages' flat fields; None for other stages."""
+    if isinstance(info.get("runtime"), Mapping):
+        return dict(info["runtime"])
+    keys = ("device", "precision", "tiles", "tile", "notes")
+    return {k: info[k] for k in keys} if all(k in info for k in keys) else None
 
 
 def check_precision(precision: str, device_type: str) -> str:
