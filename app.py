@@ -92,11 +92,11 @@ def _page_error(exc: Exception, action: str) -> gr.Error:
 
 
 def _choices(pipeline: Pipeline, kind: StageKind) -> list[tuple[str, str]]:
-    """Dropdown choices (label, stage id); unavailable stages say why."""
+    """Dropdown choices (label, stage id); unavailable stages say why (registry's reason)."""
     out = []
     for spec in pipeline.registry.specs(kind):
-        missing = pipeline.registry.missing_weights(spec.id)
-        label = spec.title if not missing else f"{spec.title} (unavailable: run weights pull)"
+        reason = pipeline.registry.unavailable_reason(spec.id)
+        label = spec.title if reason is None else f"{spec.title} (unavailable: {reason})"
         out.append((label, spec.id))
     return out
 

@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name in detectors:
                     out = stages[name].run(work, defaults[name], noop)
                     rates[name].append(detection_rates(out.mask, truth))
-                probabilities.append(segnet_probability(segnet.model, image))
+                probabilities.append(segnet_probability(segnet.runtime, image))
                 truths.append(truth)
                 auto = pipeline.run(image)
                 found_by_kind[kind].append(auto.triage.found)

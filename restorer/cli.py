@@ -15,13 +15,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
-from restorer import files, weights_cli
+from restorer import files, stages_cli, weights_cli
 from restorer.backends import DEVICE_HELP, return_large_blocks_to_the_system
 from restorer.errors import ExitCode, OutputPathError, RestorerError, Terminated, exit_code
 from restorer.imaging import ImageLimits
 from restorer.jobs import JobSettings, Outputs, check_outputs, restore_file
 from restorer.pipeline import DEFAULT_TIME_BUDGET, Pipeline, RestoreResult
 from restorer.planner import MASK_MODES, PlannedStage, plan_manual
+from restorer.runtime import PRECISIONS
 from restorer.service import DEVICE_ENV, ServiceConfig, build_pipeline
 from restorer.stages.base import StageKind
 
@@ -81,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     batch.set_defaults(func=_cmd_batch, mask=None, mask_mode="replace")
 
     weights_cli.add_parser(commands)
+    stages_cli.add_parser(commands)
     return parser
 
 
@@ -104,8 +106,11 @@ def add_job_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-pixels", type=int, default=ImageLimits().max_pixels,
                         help="refuse photos larger than this many pixels")
     parser.add_argument("--device", default=None,
-                        help=f"where torch stages (face) run: {DEVICE_HELP}; "
+                        help=f"where the learned stages run: {DEVICE_HELP}; "
                              f"default: ${DEVICE_ENV}, else auto")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="learned stages' precision: auto (fp16/bf16 on CUDA where a model "
+                             "is declared safe in it, else fp32), fp32, fp16 or bf16 (CUDA only)")
     parser.add_argument("--time-budget", type=float, default=DEFAULT_TIME_BUDGET, metavar="S",
                         help="auto: seconds the published learned stages may take per photo; "
                              "those that would not fit are replaced by their classical "
@@ -210,7 +215,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     config = ServiceConfig(offline=os.environ.get("HF_HUB_OFFLINE") == "1")
     if args.device is not None:
         config = replace(config, device=args.device)
-    config = replace(config, time_budget=_time_budget(args))
+    config = replace(config, time_budget=_time_budget(args), precision=args.precision)
     pipeline = build_pipeline(config)
     settings = _settings(args, pipeline)
     if args.input.is_dir():

@@ -16,6 +16,7 @@ from restorer.mount import find_print
 from restorer.planner import (AutoBudget, AutoMethods, Plan, PlannedStage, apply_user_mask,
                               fit_learned, plan_auto)
 from restorer.registry import Registry
+from restorer.runtime import record_of
 from restorer.stages.base import StageKind, StageOutput, TriageResult, Work
 from restorer.tone import Tone, analyse_tone, apply_tone
 
@@ -55,7 +56,8 @@ class RestoreResult:
     ``options_unused`` names stages given options that did not run. ``skipped_for_time``
     names the learned stages Auto left out to keep within ``time_budget`` seconds on
     ``device`` (None until a learned stage could run); ``auto_notes`` says what Auto used
-    instead of each learned stage and why.
+    instead of each learned stage and why. ``fallbacks`` says which stage could not be built
+    here and what ran instead (or that it was skipped).
     """
 
     input: np.ndarray
@@ -73,6 +75,7 @@ class RestoreResult:
     auto_notes: tuple[str, ...] = ()
     time_budget: float | None = None
     device: str | None = None
+    fallbacks: tuple[str, ...] = ()
 
     @property
     def inpainted(self) -> bool:
@@ -121,6 +124,9 @@ class RestoreResult:
             "device": self.device,
             "skipped_for_time": list(self.skipped_for_time),
             "auto_notes": list(self.auto_notes),
+            "fallbacks": list(self.fallbacks),
+            "runtime": {r.id: record_of(r.info) for r in self.stages
+                        if record_of(r.info) is not None},
             "size": [int(self.image.shape[1]), int(self.image.shape[0])],
             "message": self.message,
         }
@@ -134,6 +140,9 @@ class Pipeline:
     in results. ``time_budget``: seconds Auto's learned stages may take per photo (None: no
     budget); ``device``: where torch stages run ("cpu", "cuda", "mps"), asked for on the first
     Auto run that weighs a learned stage (default: resolved from "auto" then).
+    ``fallbacks`` maps a stage to the one run instead when it cannot be built here (None: the
+    step is skipped), as do ``auto.learned``'s stages to their classical ones; a stage a
+    Manual plan names is never replaced (its error is the run's).
     """
 
     def __init__(
@@ -145,8 +154,12 @@ class Pipeline:
         weight_versions: Mapping[str, str] | None = None,
         time_budget: float | None = DEFAULT_TIME_BUDGET,
         device: Callable[[], str] | None = None,
+        fallbacks: Mapping[str, str | None] | None = None,
     ) -> None:
         self.registry = registry
+        self.fallbacks: dict[str, str | None] = {
+            learned: classical for classical, learned in auto.learned.items()}
+        self.fallbacks.update(fallbacks or {})
         self.triage_id = triage_id
         self.auto = auto
         self.time_budget = time_budget
@@ -209,13 +222,15 @@ class Pipeline:
         work = Work(image=image, mask=mask)
         tone = analyse_tone(image)
         region = find_print(image)
-        run = _Run(overrides, mask if union else None, region.mask if region.mounted else None)
+        run = _Run(overrides, mask if union else None, region.mask if region.mounted else None,
+                   named=frozenset(() if plan is None else plan.ids))
 
-        triage_spec = self.registry.spec(self.triage_id)
+        triage_id = self._resolve(self.triage_id, run) or self.triage_id
+        triage_spec = self.registry.spec(triage_id)
         if "mask" in triage_spec.requires and (work.mask is None or union):
             detect = PlannedStage(self.auto.detect)
             work = self._run_stage(detect, work, records, report, 0.0, 0.2, run)
-        work = self._run_stage(PlannedStage(self.triage_id), work, records, report, 0.2, 0.3, run)
+        work = self._run_stage(PlannedStage(triage_id), work, records, report, 0.2, 0.3, run)
         specs = {s.id: s for s in self.registry.specs()}
         fit = None
         budget = self.time_budget if time_budget is None else time_budget
@@ -256,6 +271,7 @@ class Pipeline:
             skipped_for_time=() if fit is None else fit.skipped_for_time,
             auto_notes=() if fit is None else fit.notes,
             time_budget=budget if fit is not None else None, device=self._device_kind,
+            fallbacks=tuple(run.fallbacks),
         )
 
     def device_kind(self) -> str:
@@ -295,6 +311,14 @@ class Pipeline:
                 log.warning("expected: %s", describe_expected(stage_id, megapixels,
                                                            self.device_kind()))
 
+    def _resolve(self, stage_id: str, run: _Run) -> str | None:
+        """The stage that runs for ``stage_id`` (Registry.resolve with this pipeline's
+        fallbacks; a stage the Manual plan names is never replaced); fallbacks noted in ``run``."""
+        try:
+            return self.registry.resolve(stage_id, self.fallbacks, run.named, run.fallbacks)
+        except MemoryError:
+            raise StageError(stage_id, "out of memory while loading its models") from None
+
     def _options(self, planned: PlannedStage, run: _Run) -> dict[str, Any]:
         merged = {**run.overrides.get(planned.id, {}), **planned.options}
         return self.registry.spec(planned.id).resolve_options(merged)
@@ -309,8 +333,15 @@ class Pipeline:
         span: float,
         run: _Run,
     ) -> Work:
+        stage_id = self._resolve(planned.id, run)
+        if stage_id is None:
+            return work
+        if stage_id != planned.id:
+            planned = PlannedStage(stage_id)
         spec = self.registry.spec(planned.id)
         options = self._options(planned, run)
+        if any(r.id == planned.id and r.options == options for r in records):
+            return work  # a fallback that already ran (e.g. the detector before triage)
 
         def stage_progress(fraction: float, text: str) -> None:
             report(start + span * min(max(fraction, 0.0), 1.0), f"{spec.title}: {text}")
@@ -351,6 +382,8 @@ class _Run:
     overrides: Mapping[str, Mapping[str, Any]]
     user_mask: np.ndarray | None
     print_region: np.ndarray | None = None  # bool (H, W), True on the print; None: no mount
+    named: frozenset[str] = frozenset()  # stages a Manual plan names (never replaced)
+    fallbacks: list[str] = field(default_factory=list)  # what could not be built, and instead
 
 
 def _tone_reference(image: np.ndarray, tone: Tone, records: list[StageRecord]

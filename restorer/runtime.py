@@ -18,6 +18,12 @@ multiple, safe half precisions, how far it sees); :class:`ModelRuntime` does the
 - **concurrency**: the network is built once and shared; forwards hold a lock of this runtime
   only (none when the traits say the network is safe to share).
 
+A call that is not an image forward (a detector with its own pre- and post-processing) runs
+through :meth:`ModelRuntime.apply`: same device, lock and out-of-memory fallback. Each call
+returns a :class:`RunInfo` (device, precision, tiles, notes) for the stage's report
+(:meth:`ModelRuntime.record` merges a stage's calls). The arithmetic (padding, tile sides,
+where tiles go and how they blend) is pure and lives in :mod:`restorer.runtime_plan`.
+
 Images are numpy float32 (H, W, C) going in and out; what range they hold is the stage's
 business (the runtime converts layouts, never values). torch is imported when a runtime is made.
 """
@@ -25,24 +31,25 @@ business (the runtime converts layouts, never values). torch is imported when a 
 from __future__ import annotations
 
 import logging
-import math
 import re
 import threading
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
 from restorer.errors import RestorerError, StageUnavailableError
+from restorer.runtime_plan import (ModelTraits, PadMode, pad_to, padded_size, smaller_tile,
+                                   tile_side, tile_starts, tile_weights)
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DEVICE_CHOICES", "PRECISIONS", "ModelTraits", "RunInfo", "ModelRuntime",
+__all__ = ["DEVICE_CHOICES", "PRECISIONS", "ModelTraits", "PadMode", "RunInfo", "ModelRuntime",
            "pick_device", "pick_precision", "resolve_device", "pad_to", "tile_starts",
-           "tile_weights", "traits_from_descriptor"]
+           "tile_weights", "traits_from_descriptor", "merge_runs", "record_of", "check_precision"]
 
 log = logging.getLogger(__name__)
 
@@ -52,46 +59,7 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 """What a precision choice may be ("auto": the fastest the model declares safe on the device)."""
 
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
-PadMode = Literal["reflect", "edge", "zeros"]
-
-
-@dataclass(frozen=True)
-class ModelTraits:
-    """What a network needs and tolerates (spandrel's ModelDescriptor vocabulary).
-
-    ``size_multiple`` and ``min_size``: what the input's height and width must be (after
-    padding). ``scale``: output size / input size. ``fp16`` / ``bf16``: half precisions that
-    give the right answer. ``reach``: how many input pixels around a pixel its output depends
-    on (the receptive field's radius; None when it is global, as in LaMa); tiles then overlap by
-    ``4 * reach`` (at least ``min_overlap``). ``max_tile``: the largest tile side worth running
-    (e.g. the size the network was trained at); None: as large as memory allows.
-    ``bytes_per_pixel``: memory one input pixel costs in a forward at fp32 (activations), used to
-    size tiles from free memory. ``pad``: how each input is padded ("reflect", "edge", "zeros").
-    ``thread_safe``: forwards may run at once from several threads.
-    """
-
-    name: str
-    input_channels: int = 3
-    output_channels: int = 3
-    scale: int = 1
-    size_multiple: int = 1
-    min_size: int = 1
-    fp16: bool = False
-    bf16: bool = False
-    reach: int | None = 16
-    min_overlap: int = 32
-    max_tile: int | None = None
-    min_tile: int = 128
-    bytes_per_pixel: float = 4096.0
-    pad: tuple[PadMode, ...] = ("reflect",)
-    thread_safe: bool = False
-
-    @property
-    def overlap(self) -> int:
-        """Pixels two neighbouring tiles share: four reaches (the cross-fade keeps the middle
-        half), at least ``min_overlap``, rounded up to the size multiple."""
-        wanted = max(self.min_overlap, 4 * (self.reach or 0))
-        return _round_up(wanted, self.size_multiple)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -180,52 +148,6 @@ def traits_from_descriptor(descriptor: Any, **overrides: Any) -> ModelTraits:
     return replace(traits, **overrides)
 
 
-def pad_to(array: np.ndarray, height: int, width: int, mode: PadMode) -> np.ndarray:
-    """(H, W, C) ``array`` padded at the bottom and right to (``height``, ``width``, C)."""
-    pad_h, pad_w = height - array.shape[0], width - array.shape[1]
-    if not pad_h and not pad_w:
-        return array
-    widths = ((0, pad_h), (0, pad_w), (0, 0))
-    if mode == "zeros":
-        return np.pad(array, widths)
-    if mode == "reflect" and pad_h < array.shape[0] and pad_w < array.shape[1]:
-        return np.pad(array, widths, mode="reflect")
-    return np.pad(array, widths, mode="edge")
-
-
-def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
-    """Starts of tiles of ``tile`` px covering ``length`` px, neighbours sharing at least
-    ``overlap`` px, the last ending at ``length`` (one tile when it fits)."""
-    if tile >= length:
-        return [0]
-    step = tile - overlap
-    count = math.ceil((length - tile) / step) + 1
-    return [min(i * step, length - tile) for i in range(count)]
-
-
-def tile_weights(start: int, tile: int, length: int, overlap: int) -> np.ndarray:
-    """float32 (tile,) weights of a tile at ``start``: 0 in the quarter of the overlap next to a
-    side that borders another tile, rising linearly over the middle half, 1 elsewhere. Where
-    two tiles overlap by exactly ``overlap`` their weights sum to 1; the tiled output is divided
-    by the sum anyway (the last tile may overlap more)."""
-    position = np.arange(tile, dtype=np.float32)
-    weight = np.ones(tile, np.float32)
-    quarter, half = overlap / 4.0, max(overlap / 2.0, 1e-6)
-    if start > 0:
-        weight = np.minimum(weight, np.clip((position - quarter) / half, 0.0, 1.0))
-    if start + tile < length:
-        weight = np.minimum(weight, np.clip((tile - position - quarter) / half, 0.0, 1.0))
-    return weight
-
-
-def _round_up(value: int, multiple: int) -> int:
-    return -(-value // multiple) * multiple
-
-
-def _round_down(value: int, multiple: int) -> int:
-    return max(multiple, value // multiple * multiple)
-
-
 def _is_out_of_memory(torch: Any, error: BaseException) -> bool:
     if isinstance(error, (MemoryError, torch.cuda.OutOfMemoryError)):
         return True
@@ -265,7 +187,8 @@ class ModelRuntime:
     *tensors)`` runs it (default ``model(*tensors)``; e.g. a spandrel descriptor's call). The
     CPU copy for the out-of-memory fallback is built with ``build`` when first needed;
     ``fallback_device`` overrides where that is (None: no fallback; default: "cpu" unless the
-    network is already on the CPU).
+    network is already on the CPU). A half ``precision`` the traits do not declare safe runs
+    the network in fp32 (said in every :class:`RunInfo`); on a CPU it is refused.
     """
 
     def __init__(self, build: Callable[[torch.device], Any], traits: ModelTraits, *,
@@ -279,6 +202,10 @@ class ModelRuntime:
         self._forward: Forward = forward or (lambda model, *tensors: model(*tensors))
         main = resolve_device(device)
         bf16 = main.type == "cuda" and torch.cuda.is_bf16_supported()
+        self._notes: tuple[str, ...] = ()
+        if precision in ("fp16", "bf16") and main.type == "cuda" and not getattr(traits, precision):
+            self._notes = (f"{traits.name} is not declared safe in {precision}: ran in fp32",)
+            precision = "fp32"
         self.precision = pick_precision(precision, main.type, traits, bf16_supported=bf16)
         self._main = self._place(main)
         if fallback_device == "default":
@@ -297,6 +224,13 @@ class ModelRuntime:
         """The network on its main device (for stages that need its attributes)."""
         return self._main.model
 
+    def record(self, runs: Sequence[RunInfo]) -> dict[str, Any]:
+        """The report's record of how a stage's calls of this network ran (device, precision,
+        tiles, notes; see :func:`merge_runs`); this runtime's device and precision with 0
+        tiles when it did not run (e.g. nothing to do on a photo)."""
+        merged = merge_runs(runs) or RunInfo(self.device, self.precision, 0, None, self._notes)
+        return merged.as_dict()
+
     def _place(self, device: torch.device) -> _Placed:
         lock = None if self.traits.thread_safe else threading.Lock()
         return _Placed(device, self._build(device), lock)
@@ -312,12 +246,11 @@ class ModelRuntime:
         if any(array.shape[:2] != (height, width) for array in inputs):
             raise ValueError("every input of a network must have the same height and width")
         traits = self.traits
-        padded_h = max(_round_up(height, traits.size_multiple), traits.min_size)
-        padded_w = max(_round_up(width, traits.size_multiple), traits.min_size)
+        padded_h, padded_w = padded_size(traits, height, width)
         modes = traits.pad if len(traits.pad) == len(inputs) else traits.pad[:1] * len(inputs)
         padded = [pad_to(np.ascontiguousarray(a, dtype=np.float32), padded_h, padded_w, m)
                   for a, m in zip(inputs, modes)]
-        notes: list[str] = []
+        notes: list[str] = list(self._notes)
         placed, precision = self._main, self.precision
         side = self._tile_side(placed.device, padded_h, padded_w, tile)
         while True:
@@ -329,43 +262,52 @@ class ModelRuntime:
                     raise
                 self._free(placed.device)
                 current = side or max(padded_h, padded_w)
-                smaller = _round_down(current // 2, traits.size_multiple)
-                if max(traits.min_tile, traits.overlap + traits.size_multiple) <= smaller < current:
+                smaller = smaller_tile(traits, current)
+                if smaller is not None:
                     notes.append(f"out of memory on {placed.device} with tiles of {current} px: "
                                  f"retried with {smaller} px")
                     side = smaller
                     continue
-                fallback = self._fallback_placed()
-                if fallback is None or placed is fallback:
-                    raise MemoryError(f"{traits.name} ran out of memory even with tiles of "
-                                      f"{current} px") from None
-                note = (f"{traits.name}: out of memory on {placed.device}; ran on "
-                        f"{fallback.device} instead (slower)")
-                log.warning("%s", note)
-                notes.append(note)
-                placed, precision = fallback, "fp32"
+                placed, precision = self._to_fallback(placed, f"tiles of {current} px", notes)
                 side = self._tile_side(placed.device, padded_h, padded_w, tile)
         out = out[:height * traits.scale, :width * traits.scale]
         info = RunInfo(str(placed.device), precision, count, side, tuple(notes))
         return np.ascontiguousarray(out, dtype=np.float32), info
 
+    def apply(self, step: Callable[[Any, torch.device], _T]) -> tuple[_T, RunInfo]:
+        """``step(model, device)``'s result for a call that is not an image forward (e.g. a
+        detector with its own pre- and post-processing), under this runtime's lock and
+        ``torch.inference_mode()``; out of memory moves it to the fallback device."""
+        notes: list[str] = list(self._notes)
+        placed = self._main
+        while True:
+            try:
+                with placed.lock or nullcontext(), self._torch.inference_mode():
+                    result = step(placed.model, placed.device)
+                return result, RunInfo(str(placed.device), "fp32", 1, None, tuple(notes))
+            except BaseException as error:  # only out-of-memory errors are handled here
+                if not _is_out_of_memory(self._torch, error):
+                    raise
+                self._free(placed.device)
+                placed, _ = self._to_fallback(placed, "one piece", notes)
+
+    def _to_fallback(self, placed: _Placed, what: str, notes: list[str]) -> tuple[_Placed, str]:
+        """The fallback network (and its precision) after running out of memory on ``placed``;
+        MemoryError when there is none (or ``placed`` is it)."""
+        fallback = self._fallback_placed()
+        if fallback is None or placed is fallback:
+            raise MemoryError(f"{self.traits.name} ran out of memory even with {what}") from None
+        note = (f"{self.traits.name}: out of memory on {placed.device}; ran on "
+                f"{fallback.device} instead (slower)")
+        log.warning("%s", note)
+        notes.append(note)
+        return fallback, "fp32"
+
     def _tile_side(self, device: torch.device, height: int, width: int,
                    asked: int | None) -> int | None:
         """The tile side to start with (None: one piece)."""
-        traits = self.traits
-        if asked:
-            side = _round_down(max(int(asked), traits.min_size), traits.size_multiple)
-        else:
-            budget = self._memory_budget(device)
-            side = None
-            if budget is not None:
-                fits = int(math.sqrt(budget / traits.bytes_per_pixel))
-                side = _round_down(max(fits, traits.min_tile), traits.size_multiple)
-            if traits.max_tile is not None:
-                side = min(side or traits.max_tile, traits.max_tile)
-        if side is None or side >= max(height, width):
-            return None
-        return max(side, _round_up(traits.overlap + traits.size_multiple, traits.size_multiple))
+        budget = None if asked else self._memory_budget(device)
+        return tile_side(self.traits, height, width, asked, budget)
 
     def _memory_budget(self, device: torch.device) -> int | None:
         """Bytes a forward may use: 60 % of the GPU's free memory, half of the free RAM."""
@@ -441,3 +383,31 @@ class ModelRuntime:
     def _free(self, device: torch.device) -> None:
         if device.type == "cuda":
             self._torch.cuda.empty_cache()
+
+
+def merge_runs(runs: Sequence[RunInfo]) -> RunInfo | None:
+    """One RunInfo for several calls of a stage (e.g. one per window or face): the last call's
+    device and precision, the tiles summed, the largest tile side, every distinct note."""
+    if not runs:
+        return None
+    notes = tuple(dict.fromkeys(note for run in runs for note in run.notes))
+    sides = [run.tile for run in runs if run.tile is not None]
+    return RunInfo(runs[-1].device, runs[-1].precision, sum(run.tiles for run in runs),
+                   max(sides) if sides else None, notes)
+
+
+def record_of(info: Mapping[str, Any]) -> dict[str, Any] | None:
+    """How a learned stage's networks ran, from its StageOutput ``info``: the own stages'
+    ``runtime`` record, the published stages' flat fields; None for other stages."""
+    if isinstance(info.get("runtime"), Mapping):
+        return dict(info["runtime"])
+    keys = ("device", "precision", "tiles", "tile", "notes")
+    return {k: info[k] for k in keys} if all(k in info for k in keys) else None
+
+
+def check_precision(precision: str, device_type: str) -> str:
+    """``precision`` if it can be asked for on ``device_type``; RestorerError saying what to
+    use otherwise (fp16 and bf16 need a CUDA GPU)."""
+    anything = ModelTraits(name="any model", fp16=True, bf16=True)
+    pick_precision(precision, device_type, anything)
+    return precision

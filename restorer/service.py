@@ -12,14 +12,16 @@ from pathlib import Path
 from typing import Iterator
 
 from restorer.backends import DEVICE_HELP, check_device_choice, resolve_device
-from restorer.errors import RestorerError
+from restorer.errors import (RestorerError, StageUnavailableError, WeightsError,
+                             WeightsIntegrityError, WeightsMissingError)
 from restorer.pipeline import DEFAULT_TIME_BUDGET, Pipeline
 from restorer.planner import LEARNED, AutoMethods
 from restorer.registry import Registry, default_registry
+from restorer.runtime import PRECISIONS, check_precision
 from restorer.weights import WeightStore, default_manifest_path, load_manifest
 
-__all__ = ["DEVICE_ENV", "PixelGate", "ServiceConfig", "auto_stage_ids", "build_pipeline", "build_store",
-           "warm_up"]
+__all__ = ["AUTO_FALLBACKS", "DEVICE_ENV", "PixelGate", "ServiceConfig", "auto_stage_ids",
+           "build_pipeline", "build_store", "warm_up", "weight_problem"]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,11 @@ DETECT_STAGES = ("detect.print", "detect.segnet", "detect.morph")
 """Auto mode's detectors in order of preference: the first whose weights are present is used.
 On each photo Auto then prefers the published stages of planner.LEARNED (detect.scratch,
 inpaint.lama, deblur.nafnet) where their files are present now and they fit the time budget."""
+AUTO_FALLBACKS: dict[str, str | None] = {"triage.net": "triage.heuristic",
+                                         "detect.print": "detect.segnet",
+                                         "detect.segnet": "detect.morph", FACE_STAGE: None}
+"""What Auto runs instead of a stage whose files are here but that fails to build (None: the
+step is skipped with a note); the published stages fall back as planner.LEARNED says."""
 
 
 def _device_from_env() -> str:
@@ -58,6 +65,9 @@ class ServiceConfig:
     device: str = field(default_factory=_device_from_env)
     #: Seconds Auto's learned stages may take per photo (None: no budget).
     time_budget: float | None = DEFAULT_TIME_BUDGET
+    #: Precision of the learned stages: auto (fp16/bf16 on CUDA where a model declares it
+    #: safe), fp32, fp16 or bf16 (CUDA only; a model not declared safe in it runs in fp32).
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         try:
@@ -65,6 +75,12 @@ class ServiceConfig:
         except RestorerError:
             raise RestorerError(f"unknown device '{self.device}' (from --device or {DEVICE_ENV}): "
                                 f"use {DEVICE_HELP}") from None
+        if self.precision not in PRECISIONS:
+            raise RestorerError(f"unknown precision '{self.precision}' (--precision): use "
+                                f"{', '.join(PRECISIONS)}")
+        if self.precision in ("fp16", "bf16") and self.device.strip().lower() == "cpu":
+            raise RestorerError(f"--precision {self.precision} needs a CUDA GPU, and --device "
+                                "is cpu; use --precision fp32 or auto")
         if self.time_budget is not None and not self.time_budget >= 0:
             raise RestorerError(f"the time budget must be 0 or more seconds, not "
                                 f"{self.time_budget} (--time-budget)")
@@ -86,6 +102,8 @@ def build_pipeline(config: ServiceConfig | None = None) -> Pipeline:
     scratched photos (weights/detector.md). The triage judges cracks from that detector's mask.
     """
     config = ServiceConfig() if config is None else config
+    if config.precision in ("fp16", "bf16"):  # half precision needs a GPU here: refused first
+        check_precision(config.precision, str(resolve_device(config.device).type))
     store = build_store(config)
     versions = {e.id: f"{e.repo_id}@{e.revision} sha256:{(e.sha256 or 'unrecorded')[:12]}" for e in store.manifest}
     def available(weight_id: str) -> bool:
@@ -94,7 +112,9 @@ def build_pipeline(config: ServiceConfig | None = None) -> Pipeline:
 
     registry = default_registry(weight_check=available,
                                 weight_path=functools.partial(store.resolve, download=False),
-                                weight_entry=store.manifest.get, device=config.device)
+                                weight_entry=store.manifest.get,
+                                weight_problem=functools.partial(weight_problem, store),
+                                device=config.device, precision=config.precision)
     missing = registry.missing_weights(FACE_STAGE)
     if missing:
         log.info("Auto mode will not restore faces: weights %s are not available here",
@@ -106,7 +126,26 @@ def build_pipeline(config: ServiceConfig | None = None) -> Pipeline:
     triage = _first_available(registry, TRIAGE_STAGES)
     return Pipeline(registry, triage_id=triage, auto=auto, weight_versions=versions,
                     time_budget=config.time_budget,
-                    device=lambda: str(resolve_device(config.device).type))
+                    device=lambda: str(resolve_device(config.device).type),
+                    fallbacks=AUTO_FALLBACKS)
+
+
+def weight_problem(store: WeightStore, weight_id: str) -> str | None:
+    """Why ``weight_id`` is not usable from ``store`` ("not in the manifest", "missing file",
+    "hash or size mismatch", ...), None when it is present and verified. Never downloads."""
+    if weight_id not in store.manifest.ids:
+        return "not in the manifest"
+    if not store.manifest.get(weight_id).is_hashed:
+        return "the manifest records no sha256 for it yet ('python -m restorer weights lock')"
+    try:
+        store.resolve(weight_id, download=False)
+    except WeightsMissingError:
+        return "missing file"
+    except WeightsIntegrityError:
+        return "hash or size mismatch"
+    except WeightsError as error:
+        return str(error).splitlines()[0]
+    return None
 
 
 def _first_available(registry: Registry, preference: tuple[str, ...]) -> str:
@@ -138,6 +177,8 @@ def warm_up(pipeline: Pipeline) -> threading.Thread:
                 continue  # a published file not here (yet): Auto falls back, nothing to load
             try:
                 pipeline.registry.build(stage_id)
+            except StageUnavailableError as error:  # kept by the registry; Auto falls back
+                log.warning("%s", error)
             except Exception:  # logged here; the request that needs the stage reports it
                 log.exception("could not load the stage %s", stage_id)
 

@@ -181,11 +181,11 @@ def test_segnet_probability_averages_flips_so_it_is_flip_equivariant(photos, sto
     stage = SegmentationDetector(store.resolve("detect_segnet", download=False))
     sample = synth.defects(photos["coffee"][:200, :260], np.random.default_rng(3))
     mirrored = np.ascontiguousarray(sample.image[:, ::-1])
-    both = segnet_probability(stage.model, sample.image, flips=True)
-    np.testing.assert_allclose(segnet_probability(stage.model, mirrored, flips=True)[:, ::-1],
+    both = segnet_probability(stage.runtime, sample.image, flips=True)
+    np.testing.assert_allclose(segnet_probability(stage.runtime, mirrored, flips=True)[:, ::-1],
                                both, atol=1e-5)
-    single = segnet_probability(stage.model, sample.image)
-    single_mirrored = segnet_probability(stage.model, mirrored)[:, ::-1]
+    single = segnet_probability(stage.runtime, sample.image)
+    single_mirrored = segnet_probability(stage.runtime, mirrored)[:, ::-1]
     assert np.abs(single - single_mirrored).max() > 1e-3
     assert both.dtype == np.float32 and both.shape == sample.image.shape[:2]
     assert 0.0 <= both.min() and both.max() <= 1.0

@@ -160,8 +160,8 @@ def test_stage_follows_more_of_the_cracks_than_the_segnet_threshold(photos, dete
     for seed in range(2):
         sample = synth_print.print_damage(photo, np.random.default_rng([28, seed]),
                                           kinds=["crack"])
-        plain = segnet_probability(detector.model, sample.image) >= detector.threshold
-        masks = detect_print_damage(sample.image, detector.model, detector.threshold)
+        plain = segnet_probability(detector.runtime, sample.image) >= detector.threshold
+        masks = detect_print_damage(sample.image, detector.runtime, detector.threshold)
         found_print.append(_found(masks.masks["crack"], sample.masks["crack"]))
         found_plain.append(_found(plain, sample.masks["crack"]))
     assert np.mean(found_print) > np.mean(found_plain) + 0.05, (found_print, found_plain)

@@ -29,7 +29,7 @@ from restorer import (Pipeline, PlannedStage, Registry, StageEntry, default_regi
 from restorer.errors import PlanError, RestorerError, StageUnavailableError, WeightsError
 from restorer.service import ServiceConfig, build_pipeline
 from restorer.stages.base import Work
-from restorer.stages import face as face_module
+from restorer.stages import face_blend, face_detect
 from restorer.stages.deblur import RichardsonLucyDeblur
 from restorer.stages.detect import MorphologicalDetector
 from restorer.stages.face import (GFPGAN_V14_ARCH, PARSENET_ARCH, WEIGHT_IDS, FaceArchitectures,
@@ -138,14 +138,14 @@ def test_paste_back_keeps_size_and_touches_only_the_face(stage, portrait):
 def test_paste_back_lands_on_the_right_pixels(photos, upscale):
     """Warping an aligned crop back unchanged reproduces the (upscaled) photo under the face."""
     photo = photos["astronaut"]
-    landmarks = face_module.FFHQ_TEMPLATE * 0.5 + np.array([100, 60], np.float32)  # a 256 px face
-    affine = face_module._alignment(landmarks)
+    landmarks = face_detect.FFHQ_TEMPLATE * 0.5 + np.array([100, 60], np.float32)  # a 256 px face
+    affine = face_detect.alignment(landmarks)
     crop = cv2.warpAffine(photo, affine, (512, 512), flags=cv2.INTER_LINEAR)
     weight = np.zeros((512, 512), np.float32)
     weight[64:448, 64:448] = 1.0
-    base = face_module._upscaled(photo, upscale)
+    base = face_blend.upscaled(photo, upscale)
     out = base.copy()
-    face_module._paste(out, crop, weight, face_module._inverse(affine, upscale))
+    face_blend.paste(out, crop, weight, face_blend.inverse_map(affine, upscale))
     assert np.abs(out - base).mean() < 1.2e-3  # resampling only; half a pixel off gives 1.8e-3 at 2x
 
 
@@ -277,7 +277,7 @@ def test_detection_path_with_real_retinaface_architecture(stage, portrait):
 
 def test_detection_on_a_large_photo_is_done_downscaled(stage, portrait, monkeypatch):
     photo = np.tile(portrait, (2, 2, 1))  # 768 x 640
-    monkeypatch.setattr(face_module, "DETECT_SIDE", 384)  # as 1600 for a 3200 px photo
+    monkeypatch.setattr(face_detect, "DETECT_SIDE", 384)  # as 1600 for a 3200 px photo
     out = run(stage, photo, faces="centre")
     assert out.image.shape == photo.shape and out.info["faces_found"] > 0
     (x0, y0, x1, y1), = out.info["boxes"]
@@ -325,8 +325,10 @@ def test_service_enables_faces_in_auto_mode_and_refuses_a_mismatched_file(standi
     pipeline = build_pipeline(config)
     assert pipeline.registry.is_available("face.gfpgan")
     assert pipeline.auto.face == "face.gfpgan"
-    with pytest.raises(WeightsError, match=r"GFPGANv1.4.pth \[gfpgan_v1_4\] does not fit"):
+    with pytest.raises(StageUnavailableError,
+                       match=r"failed to build \(WeightsError: GFPGANv1.4.pth \[gfpgan_v1_4\] does not fit"):
         pipeline.registry.build("face.gfpgan")
+    assert not pipeline.registry.is_available("face.gfpgan")  # Auto now skips faces
 
 
 def test_a_corrupted_weight_file_is_refused_before_loading(standin, tmp_path):
@@ -352,7 +354,7 @@ def test_device_choices(standin, monkeypatch):
     if not torch.cuda.is_available():
         with pytest.raises(StageUnavailableError, match="CUDA"):
             GfpganFace(lambda wid: standin[1].resolve(wid), device="cuda", archs=SMALL)
-        with pytest.raises(RestorerError, match="fp16 needs a CUDA device"):
+        with pytest.raises(RestorerError, match="fp16 needs a CUDA"):
             GfpganFace(lambda wid: standin[1].resolve(wid), device="cpu", precision="fp16", archs=SMALL)
 
 
@@ -370,18 +372,29 @@ def test_cli_face_kind_and_device_option(tmp_path, photos, capsys):
 def test_cuda_out_of_memory_falls_back_to_the_cpu_with_a_message(stage, face512, monkeypatch):
     import torch
 
+    from restorer.runtime import ModelRuntime
+
     class OutOfMemory(torch.nn.Module):
         def forward(self, *args: Any, **kwargs: Any) -> None:
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
 
     want = run(stage, face512, aligned=True).image
-    monkeypatch.setattr(stage, "_nets", dataclasses.replace(stage._nets, gfpgan=OutOfMemory()))
-    with pytest.raises(torch.cuda.OutOfMemoryError):  # CPU main device: nothing to fall back to
+    real = stage.nets.gfpgan
+    builds = iter([OutOfMemory(), real.model])  # the "GPU" copy, then the CPU copy
+
+    def with_fallback(fallback: str | None) -> ModelRuntime:
+        return ModelRuntime(lambda device: next(builds), real.traits, device="cpu",
+                            forward=real._forward, fallback_device=fallback)
+
+    monkeypatch.setattr(stage, "nets", dataclasses.replace(stage.nets, gfpgan=with_fallback(None)))
+    with pytest.raises(MemoryError):  # CPU main device: nothing to fall back to
         run(stage, face512, aligned=True)
-    monkeypatch.setattr(stage, "_fallback_device", torch.device("cpu"))  # as on a CUDA host
-    out = run(stage, face512, aligned=True)
+    builds = iter([OutOfMemory(), real.model])
+    monkeypatch.setattr(stage, "nets", dataclasses.replace(stage.nets, gfpgan=with_fallback("cpu")))
+    out = run(stage, face512, aligned=True)  # as on a CUDA host
     assert np.array_equal(out.image, want)
-    assert any("ran out of memory during GFP-GAN" in m for m in out.info["messages"])
+    assert any("GFP-GAN: out of memory" in m and "instead" in m for m in out.info["messages"])
+    assert any("out of memory" in n for n in out.info["runtime"]["notes"])
 
 
 # ------------------------------------------------------------------------------ pipeline
@@ -434,10 +447,11 @@ def _imports(path: Path) -> list[tuple[str, bool]]:
 
 
 def test_third_party_face_code_and_frameworks_are_imported_in_one_place_each():
-    """gfpgan/facexlib/basicsr only in face.py; torchvision, tensorflow and keras (which loads
+    """gfpgan/facexlib/basicsr only in face_nets.py; torchvision, tensorflow and keras (which loads
     TensorFlow) only in backends.py (the import-order guard), keras never at module level, so
     that importing restorer cannot load TensorFlow before torchvision."""
-    owners = {"gfpgan": "stages/face.py", "facexlib": "stages/face.py", "basicsr": "stages/face.py",
+    owners = {"gfpgan": "stages/face_nets.py", "facexlib": "stages/face_nets.py",
+              "basicsr": "stages/face_nets.py",
               "torchvision": "backends.py", "tensorflow": "backends.py", "keras": "backends.py"}
     for path in sorted((REPO / "restorer").rglob("*.py")):
         relative = path.relative_to(REPO / "restorer").as_posix()

@@ -68,7 +68,8 @@ def test_corrupt_weight_file_makes_its_stage_unavailable_not_a_crash(weights_cop
     import app
 
     labels = dict((v, k) for k, v in app._choices(pipeline, StageKind.INPAINT))
-    assert labels["inpaint.gan"].endswith("(unavailable: run weights pull)")
+    assert "(unavailable: weights not usable here (inpaint_gan: hash or size mismatch)" \
+        in labels["inpaint.gan"] and "weights pull inpaint_gan" in labels["inpaint.gan"]
 
     result = pipeline.run(photos["coffee"])  # Auto still works
     assert result.triage.method == "heuristic"

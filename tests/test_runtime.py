@@ -232,3 +232,52 @@ def test_forwards_of_one_model_are_serialised_unless_it_is_safe_to_share():
         for thread in threads:
             thread.join()
         assert peak[0] == expected
+
+
+def test_apply_runs_a_step_under_the_lock_and_moves_to_the_fallback_on_out_of_memory():
+    builds: list[str] = []
+
+    def build(device):
+        builds.append(str(device))
+        return len(builds)  # 1: the main copy, 2: the fallback copy
+
+    def step(model, device):
+        if model == 1:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return f"ran on copy {model}"
+
+    runtime = ModelRuntime(build, ModelTraits("detector"), device="cpu", fallback_device="cpu")
+    result, info = runtime.apply(step)
+    assert result == "ran on copy 2" and builds == ["cpu", "cpu"]
+    assert info.tiles == 1 and any("ran on cpu instead" in n for n in info.notes)
+    alone = ModelRuntime(build, ModelTraits("detector"), device="cpu")  # CPU: no fallback
+    with pytest.raises(MemoryError, match="detector ran out of memory"):
+        alone.apply(lambda model, device: step(1, device))
+
+
+def test_runs_of_one_stage_merge_into_one_record():
+    from restorer.runtime import RunInfo, merge_runs
+
+    runs = [RunInfo("cpu", "fp32", 1, None, ("a",)), RunInfo("cpu", "fp32", 4, 256, ("a", "b"))]
+    assert merge_runs(runs) == RunInfo("cpu", "fp32", 5, 256, ("a", "b"))
+    assert merge_runs([]) is None
+    runtime = ModelRuntime(lambda device: None, ModelTraits("idle"), device="cpu")
+    assert runtime.record([]) == {"device": "cpu", "precision": "fp32", "tiles": 0, "tile": None,
+                                  "notes": []}
+
+
+def test_half_precision_on_the_cpu_is_refused_at_the_command_line(tmp_path, capsys):
+    from restorer.cli import main
+    from restorer.imaging import save_image
+    from restorer.runtime import check_precision
+
+    assert check_precision("fp16", "cuda") == "fp16"
+    with pytest.raises(RestorerError, match="bf16 needs a CUDA GPU"):
+        check_precision("bf16", "cpu")
+    photo = save_image(np.full((32, 32, 3), 0.5, np.float32), tmp_path / "in.png")
+    for device in ("cpu",) + (() if torch.cuda.is_available() else ("auto",)):
+        code = main(["restore", str(photo), "-o", str(tmp_path / "out.png"), "--device", device,
+                     "--precision", "fp16"])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and "fp16 needs a CUDA GPU" in err
+    assert not (tmp_path / "out.png").exists()

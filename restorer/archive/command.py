@@ -58,7 +58,8 @@ def run_batch_command(args: argparse.Namespace,
     if args.device is not None:
         config = replace(config, device=args.device)
     budget = args.time_budget  # --time-budget (a job flag shared with restore)
-    config = replace(config, time_budget=None if budget == float("inf") else budget)
+    config = replace(config, time_budget=None if budget == float("inf") else budget,
+                     precision=args.precision)
     pipeline = build_pipeline(config)  # cheap: stages are built by the workers
     settings = make_settings(args, pipeline)
     jobs = list_jobs(args.src, args.dest, args.report_dir)

@@ -15,7 +15,9 @@ Two detectors, both trained by ``python -m restorer.train.detector`` (see ``weig
 Both analyse the photo at up to ``WORK_PIXELS`` (larger photos are downscaled, the mask is
 scaled back), threshold the probability at the value calibrated on validation photos (shifted
 by ``sensitivity``), and grow the mask by ``dilate`` pixels. Models load once, in the
-constructor, from a verified weight file path; ``run`` keeps no state.
+constructor, from a verified weight file path, and run through :mod:`restorer.runtime` (device,
+precision, tiling, out-of-memory fallback; what it did is the ``runtime`` of the stage's info);
+``run`` keeps no state.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Mapping
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Mapping
 
 import cv2
 import numpy as np
@@ -32,14 +34,18 @@ from torch import nn
 
 from restorer.errors import WeightsError
 from restorer.features import DESCRIPTOR_LENGTH, describe, texture_planes
+from restorer.runtime_plan import ModelTraits
 from restorer.stages.base import Option, ProgressFn, StageKind, StageOutput, StageSpec, Work
 from restorer.stages.detect import Candidates, MorphParams, find_candidates
 from restorer.weights import load_safetensors
 
+if TYPE_CHECKING:
+    from restorer.runtime import ModelRuntime, RunInfo
+
 __all__ = ["CANDIDATES", "WORK_PIXELS", "DescriptorMLP", "SegNet", "DescriptorDetector",
            "SegmentationDetector", "CandidateClassifier", "candidate_points", "load_segnet",
            "candidate_probability", "descriptor_classifier", "segnet_probability",
-           "threshold_for"]
+           "segnet_runtime", "threshold_for", "SEGNET_TRAITS", "MLP_TRAITS"]
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +55,18 @@ CANDIDATES = MorphParams(min_contrast=0.05, salience=2.0, weak_fraction=0.8)
 WORK_PIXELS = 1_500_000
 #: Logit shift per unit of ``sensitivity`` away from 0.5 (1 -> threshold logit - 2).
 _SENSITIVITY_LOGIT = 4.0
+
+SEGNET_TRAITS = ModelTraits(
+    name="SegNet", input_channels=3, output_channels=1, reach=48, min_tile=256,
+    bytes_per_pixel=512.0, fp16=True, thread_safe=True)
+"""The U-Net's needs: any size (its pooling rounds up), about 46 px of receptive radius (four
+levels of two 3 x 3 convolutions), about 0.4 kB per pixel at fp32 (channels-last activations
+of 8 to 48 channels); its forwards keep no state."""
+MLP_TRAITS = ModelTraits(
+    name="DescriptorMLP", input_channels=DESCRIPTOR_LENGTH, output_channels=1, reach=0,
+    min_tile=1 << 20, bytes_per_pixel=8192.0, thread_safe=True)
+"""The MLP scores descriptors, laid out as a (N, 1, 469) "image": never tiled (a photo has at
+most about 22,000 classified candidates), shared between threads."""
 
 
 class DescriptorMLP(nn.Module):
@@ -136,6 +154,36 @@ def load_segnet(path: Path, stage_id: str) -> tuple[SegNet, float]:
     return model.eval(), float(meta["threshold"])
 
 
+def _segnet_forward(model: SegNet, image: torch.Tensor) -> torch.Tensor:
+    return torch.sigmoid(model(image))
+
+
+def segnet_runtime(path: Path, stage_id: str, *, device: str = "auto",
+                   precision: str = "auto") -> tuple[ModelRuntime, float]:
+    """The SegNet of weight file ``path`` in a runtime on ``device`` (its forward gives the
+    defect probability), and its calibrated threshold."""
+    from restorer.runtime import ModelRuntime
+
+    first = [load_segnet(path, stage_id)]
+
+    def build(target: torch.device) -> SegNet:
+        model, _ = first.pop() if first else load_segnet(path, stage_id)
+        return model.to(target)
+
+    threshold = first[0][1]
+    runtime = ModelRuntime(build, SEGNET_TRAITS, device=device, precision=precision,
+                           forward=_segnet_forward)
+    return runtime, threshold
+
+
+def _cpu_runtime(model: nn.Module, traits: ModelTraits, forward: Callable[..., Any]) -> ModelRuntime:
+    """A CPU runtime around an already loaded ``model`` (training code passes bare modules)."""
+    from restorer.runtime import ModelRuntime
+
+    return ModelRuntime(lambda device: model, traits, device="cpu", forward=forward,
+                        fallback_device=None)
+
+
 def threshold_for(base: float, sensitivity: float) -> float:
     """Probability threshold: ``base`` at sensitivity 0.5, lower (more flagged) above it."""
     logit = math.log(base / (1.0 - base)) - _SENSITIVITY_LOGIT * (float(sensitivity) - 0.5)
@@ -183,41 +231,60 @@ def candidate_probability(image: np.ndarray, classify: CandidateClassifier,
     return probability
 
 
-def descriptor_classifier(model: nn.Module, window: int) -> CandidateClassifier:
+def _descriptor_forward(model: nn.Module, layout: torch.Tensor) -> torch.Tensor:
+    """Descriptors laid out as (1, 469, N, 1) -> probabilities (1, 1, N, 1)."""
+    descriptors = layout[0, :, :, 0].T.contiguous()
+    return torch.sigmoid(model(descriptors)).reshape(1, 1, -1, 1)
+
+
+def descriptor_classifier(model: nn.Module | ModelRuntime, window: int,
+                          runs: list[RunInfo] | None = None) -> CandidateClassifier:
     """Candidate classifier scoring the 469-value descriptor over ``window`` with ``model``.
 
-    The paper's MLP, or the linear SVM baseline (its margin squashed by a logistic).
+    The paper's MLP, or the linear SVM baseline (its margin squashed by a logistic); a bare
+    module runs on the CPU. Each call's RunInfo is appended to ``runs`` when given.
     """
+    if isinstance(model, nn.Module):
+        model = _cpu_runtime(model, MLP_TRAITS, _descriptor_forward)
+    runtime = model
 
     def classify(image: np.ndarray, candidates: Candidates, ys: np.ndarray,
                  xs: np.ndarray) -> np.ndarray:
         planes = texture_planes(image, candidates.light - candidates.dark, window)
-        with torch.inference_mode():
-            return torch.sigmoid(model(torch.from_numpy(describe(planes, ys, xs)))).numpy()
+        descriptors = describe(planes, ys, xs)
+        out, run = runtime.run(descriptors[:, None, :])
+        if runs is not None:
+            runs.append(run)
+        return out[:, 0, 0]
 
     return classify
 
 
-#: Flips averaged by :func:`segnet_probability`: none, left-right, up-down, both (tensor dims).
-_FLIPS: tuple[tuple[int, ...], ...] = ((), (3,), (2,), (2, 3))
+#: Flips averaged by :func:`segnet_probability`: none, left-right, up-down, both (array axes).
+_FLIPS: tuple[tuple[int, ...], ...] = ((), (1,), (0,), (0, 1))
 
 
-def segnet_probability(model: SegNet, image: np.ndarray, *, flips: bool = False) -> np.ndarray:
+def segnet_probability(model: SegNet | ModelRuntime, image: np.ndarray, *, flips: bool = False,
+                       runs: list[RunInfo] | None = None) -> np.ndarray:
     """Defect probability float32 (H, W) of float32 (H, W, 3) [0, 1] ``image``.
 
-    With ``flips`` the probability is the mean over the image and its three flips (one pass
-    each, so memory stays that of one pass): cracks have no preferred direction, texture that
-    looks like a crack from one side often does not from the other: on the validation photos
-    it lowers the false alarms at equal detection by a quarter to a third (weights/detector.md),
-    for four times the compute.
+    ``model``: a :func:`segnet_runtime` (a bare SegNet runs on the CPU). With ``flips`` the
+    probability is the mean over the image and its three flips (one pass each, so memory stays
+    that of one pass): cracks have no preferred direction, texture that looks like a crack from
+    one side often does not from the other: on the validation photos it lowers the false alarms
+    at equal detection by a quarter to a third (weights/detector.md), for four times the
+    compute. Each pass's RunInfo is appended to ``runs`` when given.
     """
-    tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
+    runtime = _cpu_runtime(model, SEGNET_TRAITS, _segnet_forward) \
+        if isinstance(model, nn.Module) else model
     passes = _FLIPS if flips else ((),)
-    total = torch.zeros(image.shape[:2])
-    with torch.inference_mode():
-        for dims in passes:
-            total += torch.sigmoid(model(tensor.flip(dims))).flip(dims)[0, 0]
-    return (total / len(passes)).numpy()
+    total = np.zeros(image.shape[:2], np.float32)
+    for axes in passes:
+        out, run = runtime.run(np.flip(image, axes) if axes else image)
+        total += np.flip(out[..., 0], axes) if axes else out[..., 0]
+        if runs is not None:
+            runs.append(run)
+    return total / len(passes)
 
 
 def _analysed(image: np.ndarray) -> np.ndarray:
@@ -265,23 +332,32 @@ class DescriptorDetector:
                                                  help="candidates classified per megapixel")},
     )
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, device: str = "auto", precision: str = "auto") -> None:
+        from restorer.runtime import ModelRuntime
+
         state, meta = _split(_read(path, self.spec.id))
-        self.model = DescriptorMLP()
-        self.model.load_state_dict(state, strict=True)
-        self.model.eval()
         self.window = int(meta["window"])
         self.threshold = float(meta["threshold"])
-        self.classify = descriptor_classifier(self.model, self.window)
+
+        def build(target: torch.device) -> DescriptorMLP:
+            model = DescriptorMLP()
+            model.load_state_dict(state, strict=True)
+            return model.eval().to(target)
+
+        self.runtime = ModelRuntime(build, MLP_TRAITS, device=device, precision=precision,
+                                    forward=_descriptor_forward)
 
     def run(self, work: Work, options: Mapping[str, Any], progress: ProgressFn) -> StageOutput:
         progress(0.0, "finding candidate cracks and classifying their texture")
         image = _analysed(work.image)
-        probability = candidate_probability(image, self.classify, float(options["points_per_mp"]))
+        runs: list[RunInfo] = []
+        classify = descriptor_classifier(self.runtime, self.window, runs)
+        probability = candidate_probability(image, classify, float(options["points_per_mp"]))
         threshold = threshold_for(self.threshold, float(options["sensitivity"]))
         mask = _finish(probability, work.image.shape[:2], threshold, int(options["dilate"]))
         return StageOutput(mask=mask, info={"defect_fraction": float(mask.mean()),
-                                            "threshold": threshold})
+                                            "threshold": threshold,
+                                            "runtime": self.runtime.record(runs)})
 
 
 class SegmentationDetector:
@@ -300,13 +376,17 @@ class SegmentationDetector:
                  "dilate": Option.integer(0, 0, 16, help="grow the mask by this many px")},
     )
 
-    def __init__(self, path: Path) -> None:
-        self.model, self.threshold = load_segnet(path, self.spec.id)
+    def __init__(self, path: Path, *, device: str = "auto", precision: str = "auto") -> None:
+        self.runtime, self.threshold = segnet_runtime(path, self.spec.id, device=device,
+                                                      precision=precision)
 
     def run(self, work: Work, options: Mapping[str, Any], progress: ProgressFn) -> StageOutput:
         progress(0.0, "marking cracks, scratches and spots")
-        probability = segnet_probability(self.model, _analysed(work.image))
+        runs: list[RunInfo] = []
+        probability = segnet_probability(self.runtime, _analysed(work.image), runs=runs)
         threshold = threshold_for(self.threshold, float(options["sensitivity"]))
         mask = _finish(probability, work.image.shape[:2], threshold, int(options["dilate"]))
         return StageOutput(mask=mask, info={"defect_fraction": float(mask.mean()),
-                                            "threshold": threshold})
+                                            "threshold": threshold,
+                                            "runtime": self.runtime.record(runs)})
+

@@ -35,15 +35,17 @@ __all__ = ["KINDS", "WORK_PIXELS", "CrackParams", "PrintDamageMasks", "crack_pro
 Scales = tuple[tuple[float, float], ...]
 
 
-def crack_probability(model: Any, image: np.ndarray, scales: Scales = ((1.0, 1.0),)
-                      ) -> np.ndarray:
+def crack_probability(model: Any, image: np.ndarray, scales: Scales = ((1.0, 1.0),), *,
+                      runs: list[Any] | None = None) -> np.ndarray:
     """Float32 (H, W) [0, 1]: the most of weight x the SegNet ``model``'s probability over the
     (scale, weight) pairs ``scales``.
 
     The network was trained on cracks 1 to 5 px wide; a 10 px crack is a 5 px one in the photo
     downscaled by 2, so the photo is analysed at each scale (area-downscaled, probability
     scaled back bilinearly); a coarse scale's weight below 1 keeps its texture false alarms
-    down. ``image`` float32 (H, W, 3) [0, 1].
+    down. ``image`` float32 (H, W, 3) [0, 1]. ``model``: the SegNet's runtime
+    (:func:`~restorer.stages.detect_learned.segnet_runtime`) or the bare SegNet; each pass's
+    RunInfo is appended to ``runs`` when given.
     """
     import cv2
 
@@ -56,7 +58,8 @@ def crack_probability(model: Any, image: np.ndarray, scales: Scales = ((1.0, 1.0
         if scale < 1.0:
             size = (max(8, round(width * scale)), max(8, round(height * scale)))
             small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        probability = segnet_probability(model, np.ascontiguousarray(small, np.float32))
+        probability = segnet_probability(model, np.ascontiguousarray(small, np.float32),
+                                         runs=runs)
         if scale < 1.0:
             probability = cv2.resize(probability, (width, height), interpolation=cv2.INTER_LINEAR)
         np.maximum(best, weight * probability, out=best)
@@ -119,12 +122,13 @@ class PrintDamageMasks:
 
 def detect_print_damage(image: np.ndarray, model: Any, threshold: float, *,
                         wanted: tuple[str, ...] = KINDS, crack: CrackParams = CrackParams(),
-                        kinds: KindParams = KindParams()) -> PrintDamageMasks:
+                        kinds: KindParams = KindParams(),
+                        runs: list[Any] | None = None) -> PrintDamageMasks:
     """The masks of the ``wanted`` kinds of float32 (H, W, 3) [0, 1] ``image`` (module
     docstring; the others come back empty).
 
-    ``model`` is the SegNet and ``threshold`` its calibrated (or sensitivity-shifted)
-    threshold. The photo is analysed at up to :data:`WORK_PIXELS`; masks come back at its size.
+    ``model`` is the SegNet (or its runtime; ``runs`` collects how it ran) and ``threshold``
+    its calibrated (or sensitivity-shifted) threshold. The photo is analysed at up to :data:`WORK_PIXELS`; masks come back at its size.
     """
     import cv2
 
@@ -137,7 +141,7 @@ def detect_print_damage(image: np.ndarray, model: Any, threshold: float, *,
     small = np.ascontiguousarray(small)
     outside = ~find_print(small).mask
     detectors = {
-        "crack": lambda: crack_mask(crack_probability(model, small, crack.scales), small,
+        "crack": lambda: crack_mask(crack_probability(model, small, crack.scales, runs=runs), small,
                                     threshold, crack),
         "spot": lambda: spot_mask(small, kinds), "crease": lambda: crease_mask(small, kinds),
         "hole": lambda: hole_mask(small, kinds, outside)}
@@ -174,10 +178,11 @@ class PrintDetector:
                                                     "also flags long straight edges)")},
     )
 
-    def __init__(self, path: Path) -> None:
-        from restorer.stages.detect_learned import load_segnet
+    def __init__(self, path: Path, *, device: str = "auto", precision: str = "auto") -> None:
+        from restorer.stages.detect_learned import segnet_runtime
 
-        self.model, self.threshold = load_segnet(path, self.spec.id)
+        self.runtime, self.threshold = segnet_runtime(path, self.spec.id, device=device,
+                                                      precision=precision)
 
     def run(self, work: Work, options: Mapping[str, Any], progress: ProgressFn) -> StageOutput:
         from restorer.stages.detect_learned import threshold_for
@@ -189,8 +194,11 @@ class PrintDetector:
         if work.triage is not None and "spotted" not in work.triage.found and "spot" in wanted:
             # Spot false alarms sit on eyes, buttons and mouths: only when triage saw spots.
             wanted.remove("spot")
-        found = detect_print_damage(work.image, self.model, threshold, wanted=tuple(wanted))
+        runs: list[Any] = []
+        found = detect_print_damage(work.image, self.runtime, threshold, wanted=tuple(wanted),
+                                    runs=runs)
         mask = found.mask
         info: dict[str, Any] = {"defect_fraction": float(mask.mean()), "threshold": threshold}
         info.update({f"{kind}_fraction": float(m.mean()) for kind, m in found.masks.items()})
+        info["runtime"] = self.runtime.record(runs)
         return StageOutput(mask=mask, info=info, masks=dict(found.masks))

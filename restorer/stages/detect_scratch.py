@@ -136,7 +136,7 @@ class ScratchDetector:
             return model.to(target)
 
         self._runtime = ModelRuntime(build, traits, device=device, precision=precision)
-        self._segnet = SegmentationDetector(Path(segnet))
+        self._segnet = SegmentationDetector(Path(segnet), device=device, precision=precision)
         log.info("detect.scratch loaded from %s on %s", path.name, self._runtime.device)
 
     @property

@@ -13,28 +13,29 @@ For a photo (float32 (H, W, 3) RGB in [0, 1]) and a defect mask (bool (H, W)):
    overlapping tiles, no order effects).
 
 The network (:mod:`restorer.nets.inpaint_gan`) is loaded once, in the constructor, from a
-safetensors file the weight store has verified; its width is read from the weights. Inference
-runs under ``torch.inference_mode()`` and a lock (one forward at a time per stage, so two
-threads always get the same result as one); on the CPU results are bit-for-bit repeatable.
+safetensors file the weight store has verified; its width is read from the weights. It runs
+through :mod:`restorer.runtime` (device, fp16 autocast on CUDA, padding of each window to a
+multiple of 8: edge values for the photo, zeros for the mask; out-of-memory fallback to the
+CPU), one forward at a time per stage, so two threads always get the same result as one; on
+the CPU results are bit-for-bit repeatable. How it ran is the ``runtime`` of the stage's info.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from pathlib import Path
 from typing import Any, ClassVar, Mapping
 
 import numpy as np
 from safetensors import SafetensorError
 
-from restorer.backends import resolve_device, torch_stack
 from restorer.errors import PlanError, WeightsError
+from restorer.runtime_plan import ModelTraits
 from restorer.stages.base import Option, ProgressFn, StageKind, StageOutput, StageSpec, Work
 from restorer.stages.inpaint import NavierStokesInpainter
 from restorer.weights import load_safetensors
 
-__all__ = ["LearnedInpainter", "WEIGHT_ID", "tile_boxes"]
+__all__ = ["LearnedInpainter", "WEIGHT_ID", "TRAITS", "tile_boxes"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,12 @@ WEIGHT_ID = "inpaint_gan"
 """Manifest id of the shipped reconstruction network."""
 
 Box = tuple[int, int, int, int]  # y0, y1, x0, x1 (half-open)
+
+TRAITS = ModelTraits(name="inpaint.gan reconstructor", input_channels=4, output_channels=3,
+                     size_multiple=8, min_tile=1024, bytes_per_pixel=8192.0,
+                     pad=("edge", "zeros"), fp16=True)
+"""The network pools three times (multiple of 8); its input is one window of the stage (at
+most tile + 2 context px), never tiled by the runtime; its weights ship in fp16."""
 
 
 def tile_boxes(mask: np.ndarray, tile: int, context: int) -> list[tuple[Box, Box]]:
@@ -82,58 +89,64 @@ class LearnedInpainter:
         options={"radius": Option.integer(3, 1, 25, help="pre-fill radius in px")},
     )
 
-    def __init__(self, weights: Path, *, device: str = "auto", tile: int = 256,
-                 context: int = 32) -> None:
-        torch, _ = torch_stack()
+    def __init__(self, weights: Path, *, device: str = "auto", precision: str = "auto",
+                 tile: int = 256, context: int = 32) -> None:
         from restorer.nets.inpaint_gan import load_reconstructor
+        from restorer.runtime import ModelRuntime
 
-        self._torch = torch
-        self.device = resolve_device(device)
         try:
-            network = load_reconstructor(load_safetensors(Path(weights)))
+            tensors = load_safetensors(Path(weights))
+            network = load_reconstructor(tensors)
         except (ValueError, OSError, SafetensorError) as error:
             raise WeightsError(f"{weights} is not a usable inpainting network ({error}); "
                                f"fetch it again with 'python -m restorer weights pull "
                                f"{WEIGHT_ID}'") from None
-        self._network = network.to(self.device)
+        first = [network]
+
+        def build(target: Any) -> Any:
+            return (first.pop() if first else load_reconstructor(tensors)).to(target)
+
         self.width = int(network.body[0].out_channels)
+        self._runtime = ModelRuntime(build, TRAITS, device=device, precision=precision)
         self.tile, self.context = tile, context
         self._prefill = NavierStokesInpainter()
-        self._lock = threading.Lock()
         log.info("inpaint.gan loaded from %s on %s (width %d)", weights, self.device, self.width)
 
-    def refine(self, prefilled: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    @property
+    def device(self) -> str:
+        """Where the network runs, e.g. "cpu" or "cuda:0"."""
+        return self._runtime.device
+
+    def refine(self, prefilled: np.ndarray, mask: np.ndarray,
+               runs: list[Any] | None = None) -> np.ndarray:
         """Network output for one window: float32 (h, w, 3) pre-filled, bool (h, w) mask.
 
-        Returns float32 (h, w, 3) in (0, 1) for the whole window (callers keep the holes).
+        Returns float32 (h, w, 3) in (0, 1) for the whole window (callers keep the holes);
+        how it ran is appended to ``runs`` when given.
         """
-        torch = self._torch
-        height, width = mask.shape
-        pad_h, pad_w = -height % 8, -width % 8
-        image = np.pad(prefilled, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-        holes = np.pad(mask, ((0, pad_h), (0, pad_w)))
-        x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))[None]
-        m = torch.from_numpy(holes.astype(np.float32))[None, None]
-        with self._lock, torch.inference_mode():
-            out = self._network(x.to(self.device), m.to(self.device))
-            result = out[0, :, :height, :width].permute(1, 2, 0).float().cpu().numpy()
-        return np.ascontiguousarray(result, dtype=np.float32)
+        result, run = self._runtime.run(prefilled, mask.astype(np.float32)[..., None])
+        if runs is not None:
+            runs.append(run)
+        return result
 
     def run(self, work: Work, options: Mapping[str, Any], progress: ProgressFn) -> StageOutput:
         if work.mask is None:
             raise PlanError(f"{self.spec.title} needs a defect mask: run detection or give a mask")
         if not work.mask.any():
-            return StageOutput(image=work.image, info={"regions": 0, "tiles": 0})
+            return StageOutput(image=work.image, info={
+                "regions": 0, "tiles": 0, "runtime": self._runtime.record([])})
         prefill = self._prefill.run(work, {"radius": options["radius"]},
                                     lambda f, m: progress(0.2 * f, f"pre-fill: {m}"))
         prefilled = prefill.image
         out = work.image.copy()
         boxes = tile_boxes(work.mask, self.tile, self.context)
+        runs: list[Any] = []
         for index, ((y0, y1, x0, x1), (wy0, wy1, wx0, wx1)) in enumerate(boxes):
-            refined = self.refine(prefilled[wy0:wy1, wx0:wx1], work.mask[wy0:wy1, wx0:wx1])
+            refined = self.refine(prefilled[wy0:wy1, wx0:wx1], work.mask[wy0:wy1, wx0:wx1], runs)
             core = refined[y0 - wy0:y1 - wy0, x0 - wx0:x1 - wx0]
             holes = work.mask[y0:y1, x0:x1]
             out[y0:y1, x0:x1][holes] = np.clip(core[holes], 0.0, 1.0)
             progress(0.2 + 0.8 * (index + 1) / len(boxes), f"tile {index + 1} of {len(boxes)}")
         return StageOutput(image=out, info={"regions": prefill.info["regions"],
-                                            "tiles": len(boxes)})
+                                            "tiles": len(boxes),
+                                            "runtime": self._runtime.record(runs)})

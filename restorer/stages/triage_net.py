@@ -31,7 +31,8 @@ TensorFlow comes from :mod:`restorer.backends` (after torch and torchvision, the
 that does not crash here) when the stage is built (the registry builds it on first use, or
 :func:`restorer.service.warm_up` in the background at start-up); the model is placed on the CPU
 so TensorFlow never reserves GPU memory that the torch stages need, and runs under a lock (one
-Keras call at a time).
+Keras call at a time). The detector runs through :mod:`restorer.runtime` on the device asked
+for (how it ran is the ``runtime`` of the stage's info).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ from restorer.ops import luminance
 from restorer.stages.base import (ProgressFn, StageKind, StageOutput, StageSpec, TriageResult,
                                   Work)
 from restorer.stages.deblur import estimate_blur_sigmas
-from restorer.stages.detect_learned import SegNet, load_segnet, segnet_probability
+from restorer.stages.detect_learned import segnet_probability, segnet_runtime
 from restorer.stages.triage_labels import DamageMeasure, FadeMeasure, label_probabilities
 from restorer.weights import sha256_file
 
@@ -319,14 +320,18 @@ def load_triage_model(path: Path) -> Any:
 
 
 class TriageNetwork:
-    """The trained Keras network and the SegNet detector: :class:`Measurement` of a photo."""
+    """The trained Keras network and the SegNet detector: :class:`Measurement` of a photo.
 
-    def __init__(self, model_path: Path, segnet_path: Path) -> None:
+    ``device`` and ``precision``: where and how the detector runs (the Keras network stays on
+    the CPU)."""
+
+    def __init__(self, model_path: Path, segnet_path: Path, *, device: str = "auto",
+                 precision: str = "auto") -> None:
         self._path = model_path
         self._lock = threading.Lock()
         self.model = self._load()
-        self.segnet: SegNet
-        self.segnet, self.threshold = load_segnet(segnet_path, NetTriage.spec.id)
+        self.segnet, self.threshold = segnet_runtime(segnet_path, NetTriage.spec.id,
+                                                     device=device, precision=precision)
 
     def _load(self) -> Any:
         from restorer.backends import tensorflow
@@ -338,14 +343,17 @@ class TriageNetwork:
             log.warning("TensorFlow was initialised before restorer could keep it off the GPU")
         return load_triage_model(self._path)
 
-    def measure(self, image: np.ndarray, recipe: Recipe = Recipe()) -> Measurement:
-        """The measurements of float (H, W, 3) [0, 1] ``image``, taken as ``recipe`` says."""
+    def measure(self, image: np.ndarray, recipe: Recipe = Recipe(),
+                runs: list[Any] | None = None) -> Measurement:
+        """The measurements of float (H, W, 3) [0, 1] ``image``, taken as ``recipe`` says
+        (``runs`` collects how the detector ran)."""
         image = np.asarray(image, dtype=np.float32)
         work = working_copy(image)  # shared by the views, the detector and the blur measure
         views = _views(image, work, tile=True)[None]
         with self._lock:
             out = np.asarray(self.model(views, training=False), dtype=np.float64)[0]
-        probability = segnet_probability(self.segnet, work, flips=recipe.detector_flips)
+        probability = segnet_probability(self.segnet, work, flips=recipe.detector_flips,
+                                         runs=runs)
         flagged = None
         if recipe.blur_excludes_flagged:
             flagged = cv2.dilate((probability >= self.threshold).astype(np.uint8),
@@ -371,16 +379,17 @@ class NetTriage:
     )
 
     def __init__(self, weight_path: WeightPath, fade: FadeMeasure | None = None,
-                 damage: DamageMeasure | None = None) -> None:
+                 damage: DamageMeasure | None = None, *, device: str = "auto",
+                 precision: str = "auto") -> None:
         self.fade = fade
         self.damage = damage
         segnet_path, model_path = weight_path(SEGNET_ID), weight_path(WEIGHT_ID)
-        self.network = TriageNetwork(model_path, segnet_path)
         self.fusion = load_fusion(weight_path(FUSION_ID), segnet_path, model_path)
+        self.network = TriageNetwork(model_path, segnet_path, device=device, precision=precision)
 
-    def measure(self, image: np.ndarray) -> Measurement:
+    def measure(self, image: np.ndarray, runs: list[Any] | None = None) -> Measurement:
         """The measurements of float (H, W, 3) [0, 1] ``image`` its fusion was fitted on."""
-        return self.network.measure(image, self.fusion.recipe)
+        return self.network.measure(image, self.fusion.recipe, runs)
 
     def probabilities(self, image: np.ndarray) -> tuple[float, float]:
         """Fused (p_blur, p_crack) in [0, 1] for float (H, W, 3) [0, 1] ``image``."""
@@ -388,7 +397,8 @@ class NetTriage:
 
     def run(self, work: Work, options: Mapping[str, Any], progress: ProgressFn) -> StageOutput:
         progress(0.0, "looking for blur and cracks")
-        measured = self.measure(work.image)
+        runs: list[Any] = []
+        measured = self.measure(work.image, runs)
         p_blur, p_crack = fuse(self.fusion, measured)
         result = labels_from_probabilities(p_blur, p_crack, method="net", labels=label_probabilities(
             p_blur, p_crack, work.image, self.fade, self.damage))
@@ -398,5 +408,6 @@ class NetTriage:
                 "blur_sigma_widest": round(measured.blur_sigma_widest, 3),
                 "flagged_log10": round(measured.features[0], 3),
                 "longest_defect": round(measured.features[1], 4),
-                "flagged_confidence": round(measured.features[2], 4)}
+                "flagged_confidence": round(measured.features[2], 4),
+                "runtime": self.network.segnet.record(runs)}
         return StageOutput(triage=result, info=info)

@@ -1,0 +1,173 @@
+"""Outputs of the project's own learned stages on seeded photos, as stable digests.
+
+tests/test_adoption.py compares these digests with the ones recorded from the stages before
+they ran through restorer.runtime (main at f896903): the adoption must not change what the
+stages compute. Everything is generated here by code (numpy and OpenCV drawing), on the CPU
+with one torch thread (the reduction order of a convolution can depend on the thread count).
+Only public constructors and ``run`` are used, so the same code ran on the old and the new
+stages. Run as a script to print the digests of the code on ``PYTHONPATH``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+WEIGHTS = REPO / "weights"
+#: Manifest id -> bundled file name of the project's own weights.
+BUNDLED = {"detect_segnet": "detector_segnet.safetensors", "detect_mlp": "detector_mlp.safetensors",
+           "inpaint_gan": "inpaint_gan.safetensors", "triage_net": "triage_net.keras",
+           "triage_fusion": "triage_fusion.safetensors"}
+
+
+def weight_path(weight_id: str) -> Path:
+    """The bundled file of one of the project's own weights."""
+    return WEIGHTS / BUNDLED[weight_id]
+
+
+def damaged_photo(seed: int = 7, size: tuple[int, int] = (240, 320)) -> tuple[np.ndarray, np.ndarray]:
+    """A seeded float32 (H, W, 3) [0, 1] photo (smooth colour field, a few edges) with drawn
+    cracks and spots, and their bool (H, W) mask."""
+    rng = np.random.default_rng(seed)
+    height, width = size
+    field = cv2.resize(rng.random((6, 8, 3), dtype=np.float32), (width, height),
+                       interpolation=cv2.INTER_CUBIC)
+    photo = np.clip(0.2 + 0.6 * field, 0.0, 1.0)
+    cv2.rectangle(photo, (40, 30), (130, 120), (0.15, 0.12, 0.1), -1)
+    damage = np.zeros((height, width), np.uint8)
+    for _ in range(4):
+        points = rng.integers(0, [width, height], size=(2, 2))
+        cv2.line(damage, tuple(map(int, points[0])), tuple(map(int, points[1])), 255,
+                 int(rng.integers(1, 4)))
+    for _ in range(6):
+        centre = rng.integers(0, [width, height])
+        cv2.circle(damage, (int(centre[0]), int(centre[1])), int(rng.integers(2, 5)), 255, -1)
+    mask = damage > 0
+    photo[mask] = 0.95
+    return np.ascontiguousarray(photo, dtype=np.float32), mask
+
+
+def digest(value: Any) -> str:
+    """sha256 (first 16 hex) of arrays (bool as is, float rounded to 1e-4) and JSON values."""
+    hasher = hashlib.sha256()
+
+    def feed(item: Any) -> None:
+        if isinstance(item, np.ndarray):
+            array = item if item.dtype == bool else np.round(item.astype(np.float64), 4)
+            hasher.update(str((array.shape, str(array.dtype))).encode())
+            hasher.update(np.ascontiguousarray(array).tobytes())
+        elif isinstance(item, dict):
+            for key in sorted(item):
+                hasher.update(str(key).encode())
+                feed(item[key])
+        elif isinstance(item, (list, tuple)):
+            for part in item:
+                feed(part)
+        else:
+            hasher.update(json.dumps(item, sort_keys=True, default=str).encode())
+
+    feed(value)
+    return hasher.hexdigest()[:16]
+
+
+def _quiet(fraction: float, text: str) -> None:
+    """Progress callback that ignores progress."""
+
+
+def _run(stage: Any, image: np.ndarray, mask: np.ndarray | None = None, **options: Any) -> Any:
+    from restorer.stages.base import Work
+
+    return stage.run(Work(image=image, mask=mask), {**stage.spec.defaults, **options}, _quiet)
+
+
+def segnet_digest() -> str:
+    from restorer.stages.detect_learned import SegmentationDetector
+
+    image, _ = damaged_photo()
+    stage = SegmentationDetector(weight_path("detect_segnet"))
+    return digest([_run(stage, image).mask, _run(stage, image, sensitivity=0.9, dilate=2).mask])
+
+
+def print_digest() -> str:
+    from restorer.stages.detect_print import PrintDetector
+
+    image, _ = damaged_photo()
+    out = _run(PrintDetector(weight_path("detect_segnet")), image)
+    return digest([out.mask, dict(out.masks or {})])
+
+
+def learned_digest() -> str:
+    from restorer.stages.detect_learned import DescriptorDetector
+
+    image, _ = damaged_photo()
+    out = _run(DescriptorDetector(weight_path("detect_mlp")), image)
+    return digest([out.mask, round(float(out.info["threshold"]), 6)])
+
+
+def triage_digest() -> str:
+    from restorer.stages.triage_net import NetTriage
+
+    image, _ = damaged_photo()
+    stage = NetTriage(weight_path)
+    out = _run(stage, image)
+    info = {k: v for k, v in out.info.items() if k != "runtime"}
+    return digest([info, dict(out.triage.labels), dict(out.triage.confidences)])
+
+
+def gan_digest() -> str:
+    from restorer.stages.inpaint_gan import LearnedInpainter
+
+    image, mask = damaged_photo()
+    out = _run(LearnedInpainter(weight_path("inpaint_gan"), device="cpu"), image, mask)
+    return digest(out.image)
+
+
+def face_digest() -> str:
+    from restorer.stages.face import (GFPGAN_V14_ARCH, PARSENET_ARCH, FaceArchitectures,
+                                      GfpganFace, write_standin_weights)
+    from restorer.weights import WeightStore
+
+    small = FaceArchitectures(gfpgan={**GFPGAN_V14_ARCH, "narrow": 0.0625},
+                              parsenet={**PARSENET_ARCH, "base_ch": 8, "res_depth": 1,
+                                        "ch_range": [8, 32]})
+    with tempfile.TemporaryDirectory() as folder:
+        manifest = write_standin_weights(Path(folder), archs=small, seed=0)
+        store = WeightStore(manifest, bundled_dir=Path(folder), cache_dir=Path(folder) / "hub",
+                            offline=True)
+        stage = GfpganFace(lambda wid: store.resolve(wid, download=False), device="cpu",
+                           archs=small)
+        portrait = np.random.default_rng(2).random((320, 384, 3), dtype=np.float32)
+        out = _run(stage, portrait, faces="centre", fidelity=0.7)
+        aligned = cv2.resize(portrait, (512, 512), interpolation=cv2.INTER_CUBIC)
+        out_aligned = _run(stage, np.clip(aligned, 0, 1), aligned=True)
+    return digest([out.image, out.info["boxes"], out_aligned.image])
+
+
+#: Stage id -> the function computing its digest.
+DIGESTS: dict[str, Callable[[], str]] = {
+    "detect.segnet": segnet_digest, "detect.print": print_digest,
+    "detect.learned": learned_digest, "triage.net": triage_digest,
+    "inpaint.gan": gan_digest, "face.gfpgan": face_digest,
+}
+
+
+def one_torch_thread() -> int:
+    """Set torch to one intra-op thread; returns the previous count."""
+    from restorer.backends import torch_stack
+
+    torch, _ = torch_stack()
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    return before
+
+
+if __name__ == "__main__":
+    one_torch_thread()
+    print(json.dumps({stage_id: compute() for stage_id, compute in DIGESTS.items()}, indent=1))
