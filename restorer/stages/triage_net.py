@@ -27,11 +27,13 @@ restorer.train.triage --fusion`` on photos apart from the benchmark's; the file 
 segmentation network trained for pixel masks, the triage network a classifier of whole
 photos: each catches cracks the other misses.
 
-TensorFlow comes from :mod:`restorer.backends` (after torch and torchvision, the only import order
-that does not crash here) when the stage is built (the registry builds it on first use, or
-:func:`restorer.service.warm_up` in the background at start-up); the model is placed on the CPU
-so TensorFlow never reserves GPU memory that the torch stages need, and runs under a lock (one
-Keras call at a time).
+Keras comes from :mod:`restorer.backends` on its torch backend (no TensorFlow is imported: that
+took most of a single-photo run's start) when the stage is built (the registry builds it on
+first use, or :func:`restorer.service.warm_up` in the background at start-up); the same
+``.keras`` file gives the same answers on TensorFlow to 1e-5 (a test checks it), which a process
+that already runs Keras on TensorFlow (training) keeps using, with the GPUs hidden from it so it
+never reserves memory the torch stages need. The model runs under a lock (one Keras call at a
+time).
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ __all__ = ["VIEW_SIZE", "WORK_SIDE", "VIEW_COUNT", "WEIGHT_ID", "SEGNET_ID", "FU
            "triage_views", "training_views", "working_copy", "pad_to_view",
            "crop_origins", "crack_features", "Recipe", "Fusion",
            "Measurement", "fuse", "fusion_inputs", "logit", "labels_from_probabilities",
-           "fitted_on", "load_fusion", "load_triage_model", "NetTriage"]
+           "fitted_on", "load_fusion", "load_triage_model", "run_triage_model", "NetTriage"]
 
 log = logging.getLogger(__name__)
 
@@ -298,12 +300,24 @@ def load_fusion(path: Path, segnet_path: Path, model_path: Path) -> Fusion:
     return fusion
 
 
+def _keep_tensorflow_off_the_gpu() -> None:
+    """Hide the GPUs from TensorFlow, so it never reserves memory the torch stages need."""
+    from restorer.backends import tensorflow
+
+    try:
+        tensorflow().config.set_visible_devices([], "GPU")
+    except RuntimeError:  # TensorFlow already initialised its devices in this process
+        log.warning("TensorFlow was initialised before restorer could keep it off the GPU")
+
+
 def load_triage_model(path: Path) -> Any:
     """The Keras triage model saved at ``path`` (``.keras``, safe mode), its input and output
     shapes checked; raises StageUnavailableError naming what to do."""
     from restorer.backends import keras as import_keras
 
-    keras = import_keras()
+    keras = import_keras("torch")  # no TensorFlow; a process that already runs Keras keeps it
+    if keras.backend.backend() == "tensorflow":
+        _keep_tensorflow_off_the_gpu()
     try:
         model = keras.saving.load_model(path, compile=False, safe_mode=True)
     except (OSError, ValueError) as exc:
@@ -318,6 +332,22 @@ def load_triage_model(path: Path) -> Any:
     return model
 
 
+def run_triage_model(model: Any, views: np.ndarray) -> np.ndarray:
+    """Float64 (N, 2) answers (blur, crack) of the Keras triage ``model`` for float32
+    (N, K, S, S, 3) ``views``, on whichever backend Keras runs (on torch without autograd)."""
+    from restorer.backends import keras as import_keras
+
+    keras = import_keras()
+    if keras.backend.backend() == "torch":
+        import torch
+
+        with torch.no_grad():
+            out = model(views, training=False)
+    else:
+        out = model(views, training=False)
+    return np.asarray(keras.ops.convert_to_numpy(out), dtype=np.float64)
+
+
 class TriageNetwork:
     """The trained Keras network and the SegNet detector: :class:`Measurement` of a photo."""
 
@@ -329,13 +359,6 @@ class TriageNetwork:
         self.segnet, self.threshold = load_segnet(segnet_path, NetTriage.spec.id)
 
     def _load(self) -> Any:
-        from restorer.backends import tensorflow
-
-        tf = tensorflow()
-        try:
-            tf.config.set_visible_devices([], "GPU")
-        except RuntimeError:  # TensorFlow already initialised its devices in this process
-            log.warning("TensorFlow was initialised before restorer could keep it off the GPU")
         return load_triage_model(self._path)
 
     def measure(self, image: np.ndarray, recipe: Recipe = Recipe()) -> Measurement:
@@ -344,7 +367,7 @@ class TriageNetwork:
         work = working_copy(image)  # shared by the views, the detector and the blur measure
         views = _views(image, work, tile=True)[None]
         with self._lock:
-            out = np.asarray(self.model(views, training=False), dtype=np.float64)[0]
+            out = run_triage_model(self.model, views)[0]
         probability = segnet_probability(self.segnet, work, flips=recipe.detector_flips)
         flagged = None
         if recipe.blur_excludes_flagged:
