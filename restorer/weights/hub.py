@@ -261,3 +261,4 @@ def publish_bundled(
     logger.info("published %s at commit %s", repo_id, info.oid)
     return manifest.updated(
         {entry.id: {"repo_id": repo_id, "revision": info.oid} for entry in manifest if entry.bundled}
+    )

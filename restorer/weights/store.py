@@ -244,6 +244,7 @@ class WeightStore:
         logger.info("downloading %s", entry.label)
         return hub.fetch(self.downloader, entry, cache_dir=self.cache_dir, endpoint=self.endpoint)
 
+    def _check(self, entry: WeightEntry, found: _Found, *, trust_stamp: bool = True) -> Path:
         """Return ``found.path`` if its bytes match ``entry``; otherwise refuse it (and delete a cached copy)."""
         real = found.path.resolve()
         if trust_stamp and self._stamped(real, entry):
