@@ -7,8 +7,9 @@ fault (exit 139); torch and torchvision first, then TensorFlow, works in one pro
   without torchvision (someone imported it directly), it refuses with an error instead of
   letting the process crash.
 - :func:`tensorflow` imports torch and torchvision first, then TensorFlow.
-- :func:`keras` imports torch and torchvision first, then Keras (which loads TensorFlow on its
-  TensorFlow backend and needs none on its torch backend, the one the triage stage asks for).
+- :func:`keras` imports torch (and, unless Keras runs on torch, torchvision) first, then Keras
+  (which loads TensorFlow on its TensorFlow backend and none on its torch backend, the one the
+  triage stage asks for).
 
 Every restorer module that needs torchvision, TensorFlow or Keras gets it from here. A test
 checks this, so the crashing order cannot happen through restorer. Nothing is imported when
@@ -94,7 +95,7 @@ def tensorflow() -> ModuleType:
 
 
 def keras(backend: str | None = None) -> ModuleType:
-    """Keras, imported after torch and torchvision.
+    """Keras, imported after torch (and torchvision, unless Keras runs on torch).
 
     ``backend`` is what Keras runs on when this process has not imported it yet: "torch" (no
     TensorFlow at all: the triage stage, and training on a GPU host), "tensorflow" (imported in
@@ -106,9 +107,13 @@ def keras(backend: str | None = None) -> ModuleType:
     if backend is not None and backend not in KERAS_BACKENDS:
         raise ValueError(f"unknown Keras backend '{backend}': use one of {', '.join(KERAS_BACKENDS)}")
     with _lock:
-        torch_stack()
-        if backend is not None and sys.modules.get("keras") is None:
+        loaded = sys.modules.get("keras")
+        if loaded is None and backend is not None:
             os.environ["KERAS_BACKEND"] = backend
+        if (loaded.backend.backend() if loaded is not None else backend) == "torch":
+            import torch  # noqa: F401  Keras on torch loads no TensorFlow: torchvision can wait
+        else:
+            torch_stack()
         import keras as keras_module
 
     return keras_module
