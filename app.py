@@ -650,7 +650,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[AppSettings, ServiceConfi
                            concurrency=args.concurrency, queue_size=args.queue_size,
                            keep_minutes=args.keep_minutes,
                            pixels_in_flight=int(args.pixels_in_flight * 1e6))
-    return settings, build_settings(vars(args), os.environ)
+    try:
+        return settings, build_settings(vars(args), os.environ)
+    except RestorerError as exc:  # a bad flag or environment value: refused like a bad flag
+        parser.error(str(exc))
 
 
 def launch(demo: gr.Blocks, settings: AppSettings, **kwargs: Any) -> CacheJanitor:
