@@ -1,5 +1,6 @@
 """Dependencies are declared once: every third-party package restorer/ and app.py import is in
-pyproject.toml (dependencies or an extra), and requirements.txt pins it at the same version."""
+pyproject.toml (dependencies or an extra), and requirements.txt (the Space's) or
+requirements-dev.txt pins it at the same version."""
 
 from __future__ import annotations
 
@@ -64,12 +65,15 @@ def test_every_imported_package_is_declared_in_pyproject() -> None:
 
 
 def test_requirements_pin_what_pyproject_declares() -> None:
-    """The Space's requirements.txt holds every imported package, each with pyproject's
-    version (the one range there, pillow's, as pyproject states it)."""
+    """The Space's requirements.txt (and requirements-dev.txt, for what only the archive
+    command and the tests need: Ray) hold every imported package, each at pyproject's version
+    (the one range there, pillow's, as pyproject states it)."""
     declared = _declared()
-    lines = (line.split("#")[0].strip() for line in
-             (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines())
-    pinned = dict(_requirement(line) for line in lines if line)
+    pinned: dict[str, str] = {}
+    for name in ("requirements.txt", "requirements-dev.txt"):
+        lines = (line.split("#")[0].strip() for line in
+                 (ROOT / name).read_text(encoding="utf-8").splitlines())
+        pinned.update(_requirement(line) for line in lines if line)
     differing = {name: (spec, declared[name]) for name, spec in pinned.items()
                  if name in declared and declared[name] != spec}
     assert differing == {}

@@ -298,22 +298,28 @@ def test_a_network_trained_on_keras_torch_backend_runs_in_the_stage_loader(tmp_p
 
 def _triage_answers(tmp_path: Path, backend: str) -> np.ndarray:
     """The shipped triage network's answers on the views in tmp_path/views.npy, loaded by the
-    stage's loader in a fresh interpreter whose Keras runs on ``backend`` (torch: TensorFlow
-    cannot be imported there; tensorflow: chosen before the stage loads)."""
+    stage's loader in a fresh interpreter whose Keras runs on ``backend``: torch (TensorFlow
+    cannot be imported there), run as the stage runs it (the backbone batched over the views);
+    tensorflow (chosen before the stage loads), the whole model called as it was trained."""
     out = tmp_path / f"{backend}.npy"
-    choose = ("sys.modules['tensorflow'] = None\n" if backend == "torch" else
+    choose = ("sys.modules['tensorflow'] = None\n"
+              "def answers(model, views): return run_triage_model(model, views)\n"
+              if backend == "torch" else
               "from restorer.train.triage import use_keras_backend\n"
-              "use_keras_backend('tensorflow')\n")
+              "use_keras_backend('tensorflow')\n"
+              "def answers(model, views):\n"
+              "    return keras().ops.convert_to_numpy(model(views, training=False))\n")
     code = (
-        "import sys\n" + choose +
+        "import sys\n"
         "import numpy as np\n"
         "from restorer.backends import keras\n"
         "from restorer.service import ServiceConfig, build_store\n"
         "from restorer.stages.triage_net import WEIGHT_ID, load_triage_model, run_triage_model\n"
+        + choose +
         "store = build_store(ServiceConfig(offline=True))\n"
         "model = load_triage_model(store.resolve(WEIGHT_ID, download=False))\n"
         f"assert keras().backend.backend() == {backend!r}, keras().backend.backend()\n"
-        f"np.save({str(out)!r}, run_triage_model(model, np.load({str(tmp_path / 'views.npy')!r})))\n"
+        f"np.save({str(out)!r}, answers(model, np.load({str(tmp_path / 'views.npy')!r})))\n"
         "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules and sys.modules[m]))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
