@@ -339,7 +339,7 @@ def _answers(keras: Any, model: Any, inputs: np.ndarray) -> np.ndarray:
         import torch
 
         with torch.no_grad():
-            return keras.ops.convert_to_numpy(model(inputs, training=False))
+            return model(inputs, training=False).cpu().numpy()
     return keras.ops.convert_to_numpy(model(inputs, training=False))
 
 
