@@ -67,32 +67,36 @@ def test_a_public_name_is_imported_on_first_use(tmp_path: Path) -> None:
     assert "cv2" in _loaded_after(code, tmp_path)
 
 
-def _module_level_imports(path: Path) -> list[tuple[str, bool]]:
-    """(top-level package, imported at module level outside ``if TYPE_CHECKING``) of every
-    import in ``path``."""
-    found: list[tuple[str, bool]] = []
+def _packages(node: ast.AST) -> list[str]:
+    """Top-level packages an import statement names (none for any other node)."""
+    if isinstance(node, ast.Import):
+        return [alias.name.split(".")[0] for alias in node.names]
+    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        return [node.module.split(".")[0]]
+    return []
 
-    def visit(node: ast.AST, module_level: bool) -> None:
-        if isinstance(node, ast.Import):
-            found.extend((alias.name.split(".")[0], module_level) for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.append((node.module.split(".")[0], module_level))
+
+def _imports(path: Path) -> tuple[set[str], set[str]]:
+    """(every package ``path`` imports, those imported when the module itself is: not inside a
+    function, a class or ``if TYPE_CHECKING``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    deferred: set[int] = set()
+    for node in ast.walk(tree):
         typing_only = isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-        nested = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
-        for child in ast.iter_child_nodes(node):
-            visit(child, module_level and not typing_only and not nested)
-
-    visit(ast.parse(path.read_text(encoding="utf-8")), True)
-    return found
+        if typing_only or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            deferred.update(id(inner) for inner in ast.walk(node) if inner is not node)
+    every = {name for node in ast.walk(tree) for name in _packages(node)}
+    eager = {name for node in ast.walk(tree) if id(node) not in deferred for name in _packages(node)}
+    return every, eager
 
 
 def test_only_the_hub_module_imports_the_hub_client_and_only_on_use() -> None:
     for path in sorted((ROOT / "restorer").rglob("*.py")):
         relative = path.relative_to(ROOT / "restorer").as_posix()
-        for name, module_level in _module_level_imports(path):
-            if name in ("huggingface_hub", "httpx2"):
-                assert relative == HUB_OWNER, f"restorer/{relative} imports {name}"
-                assert not module_level, f"restorer/{relative} imports {name} at module level"
+        every, eager = _imports(path)
+        for name in {"huggingface_hub", "httpx2"} & every:
+            assert relative == HUB_OWNER, f"restorer/{relative} imports {name}"
+            assert name not in eager, f"restorer/{relative} imports {name} at module level"
 
 
 #: What restorer itself writes on stderr: its log lines and the CLI's one-line messages.
