@@ -34,6 +34,8 @@ from restorer.model_status import ModelStatus, default_ids  # noqa: E402
 from restorer.pipeline import DEFAULT_TIME_BUDGET  # noqa: E402
 from restorer.service import (PixelGate, ServiceConfig, build_pipeline, build_store,  # noqa: E402
                               warm_up)
+from restorer.settings import build_settings  # noqa: E402
+from restorer.weights_cli import add_store_flags  # noqa: E402
 
 log = logging.getLogger("restorer.app")
 
@@ -636,9 +638,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[AppSettings, ServiceConfi
     parser.add_argument("--keep-minutes", type=float, default=15.0,
                         help="uploads and results are deleted this long after they were made "
                              "(default 15); keep it well above the longest queue wait")
-    parser.add_argument("--offline", action="store_true",
-                        default=os.environ.get("HF_HUB_OFFLINE") == "1",
-                        help="never download weights (default from HF_HUB_OFFLINE)")
+    parser.add_argument("--offline", action=argparse.BooleanOptionalAction, default=None,
+                        help="never download weights (default: on when HF_HUB_OFFLINE is 1, "
+                             "true, yes or on)")
+    add_store_flags(parser)
     parser.add_argument("--time-budget", type=float, default=DEFAULT_TIME_BUDGET, metavar="S",
                         help="seconds Auto's published models may take per photo by default "
                              f"(the page can change it; default {DEFAULT_TIME_BUDGET:g}; inf: none)")
@@ -647,8 +650,10 @@ def parse_args(argv: list[str] | None = None) -> tuple[AppSettings, ServiceConfi
                            concurrency=args.concurrency, queue_size=args.queue_size,
                            keep_minutes=args.keep_minutes,
                            pixels_in_flight=int(args.pixels_in_flight * 1e6))
-    budget = None if args.time_budget == float("inf") else args.time_budget
-    return settings, ServiceConfig(offline=args.offline, time_budget=budget)
+    try:
+        return settings, build_settings(vars(args), os.environ)
+    except RestorerError as exc:  # a bad flag or environment value: refused like a bad flag
+        parser.error(str(exc))
 
 
 def launch(demo: gr.Blocks, settings: AppSettings, **kwargs: Any) -> CacheJanitor:

@@ -7,8 +7,9 @@ fault (exit 139); torch and torchvision first, then TensorFlow, works in one pro
   without torchvision (someone imported it directly), it refuses with an error instead of
   letting the process crash.
 - :func:`tensorflow` imports torch and torchvision first, then TensorFlow.
-- :func:`keras` imports torch and torchvision first, then Keras (which loads TensorFlow on its
-  TensorFlow backend and needs none on its torch backend).
+- :func:`keras` imports torch (and, unless Keras runs on torch, torchvision) first, then Keras
+  (which loads TensorFlow on its TensorFlow backend and none on its torch backend, the one the
+  triage stage asks for).
 
 Every restorer module that needs torchvision, TensorFlow or Keras gets it from here. A test
 checks this, so the crashing order cannot happen through restorer. Nothing is imported when
@@ -17,6 +18,7 @@ this module is imported.
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import threading
@@ -25,11 +27,14 @@ from typing import Any
 
 from restorer.errors import RestorerError, StageUnavailableError
 
-__all__ = ["DEVICE_HELP", "check_device_choice", "resolve_device", "return_large_blocks_to_the_system",
-           "keras", "tensorflow", "torch_stack"]
+__all__ = ["DEVICE_HELP", "KERAS_BACKENDS", "check_device_choice", "keras", "limit_threads",
+           "resolve_device", "return_large_blocks_to_the_system", "tensorflow", "torch_stack"]
 
 DEVICE_HELP = "auto (CUDA when present, else CPU), cpu, cuda or cuda:N"
 """What a device choice may be (CLI ``--device``, ``RESTORER_DEVICE``, ``ServiceConfig.device``)."""
+
+KERAS_BACKENDS = ("tensorflow", "torch")
+"""The Keras backends restorer runs on (see :func:`keras`)."""
 
 _DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 _lock = threading.RLock()
@@ -89,15 +94,39 @@ def tensorflow() -> ModuleType:
     return tf
 
 
-def keras() -> ModuleType:
-    """Keras, imported after torch and torchvision: on its TensorFlow backend it imports
-    TensorFlow in the order that does not crash; on its torch backend (training on a GPU host,
-    :func:`restorer.train.triage.use_keras_backend`) it needs no TensorFlow at all."""
+def keras(backend: str | None = None) -> ModuleType:
+    """Keras, imported after torch (and torchvision, unless Keras runs on torch).
+
+    ``backend`` is what Keras runs on when this process has not imported it yet: "torch" (no
+    TensorFlow at all: the triage stage, and training on a GPU host), "tensorflow" (imported in
+    the order that does not crash) or None (Keras' own default, TensorFlow). Keras reads that
+    choice from the ``KERAS_BACKEND`` environment variable when first imported and offers no
+    other way, so this is the one place restorer sets it. Once imported, Keras keeps its
+    backend for the life of the process: ``keras.backend.backend()`` says which it is.
+    """
+    if backend is not None and backend not in KERAS_BACKENDS:
+        raise ValueError(f"unknown Keras backend '{backend}': use one of {', '.join(KERAS_BACKENDS)}")
     with _lock:
-        torch_stack()
+        loaded = sys.modules.get("keras")
+        if loaded is None and backend is not None:
+            os.environ["KERAS_BACKEND"] = backend
+        if (loaded.backend.backend() if loaded is not None else backend) == "torch":
+            import torch  # noqa: F401  Keras on torch loads no TensorFlow: torchvision can wait
+        else:
+            torch_stack()
         import keras as keras_module
 
     return keras_module
+
+
+def limit_threads(count: int) -> None:
+    """Let torch and OpenCV use at most ``count`` CPU threads in this process
+    (``Settings.threads``)."""
+    import cv2
+
+    torch, _ = torch_stack()
+    torch.set_num_threads(count)
+    cv2.setNumThreads(count)
 
 
 #: glibc's mallopt parameter number for the mmap threshold (malloc.h: M_MMAP_THRESHOLD).

@@ -11,20 +11,20 @@ import logging
 import os
 import signal
 import sys
-from dataclasses import replace
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from restorer import files, stages_cli, weights_cli
 from restorer.backends import DEVICE_HELP, return_large_blocks_to_the_system
 from restorer.errors import ExitCode, OutputPathError, RestorerError, Terminated, exit_code
-from restorer.imaging import ImageLimits
-from restorer.jobs import JobSettings, Outputs, check_outputs, restore_file
-from restorer.pipeline import DEFAULT_TIME_BUDGET, Pipeline, RestoreResult
-from restorer.planner import MASK_MODES, PlannedStage, plan_manual
-from restorer.runtime import PRECISIONS
-from restorer.service import DEVICE_ENV, ServiceConfig, build_pipeline
-from restorer.stages.base import StageKind
+from restorer.planner import MASK_MODES
+from restorer.settings import (DEFAULT_MAX_PIXELS, DEFAULT_TIME_BUDGET, DEVICE_ENV, PRECISION_ENV,
+                               PRECISIONS, THREADS_ENV, Settings, build_settings)
+
+if TYPE_CHECKING:  # the pipeline's modules import OpenCV and torch: only when a command runs
+    from restorer.jobs import JobSettings, Outputs
+    from restorer.pipeline import Pipeline, RestoreResult
+    from restorer.planner import PlannedStage
 
 __all__ = ["main", "build_parser", "parse_stages"]
 
@@ -103,14 +103,19 @@ def add_job_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bits", choices=("same", "8"), default="same",
                         help="same: a 16-bit scan comes back 16-bit in .png/.tif (default); "
                              "8: always 8 bits per channel")
-    parser.add_argument("--max-pixels", type=int, default=ImageLimits().max_pixels,
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                         help="refuse photos larger than this many pixels")
     parser.add_argument("--device", default=None,
                         help=f"where the learned stages run: {DEVICE_HELP}; "
                              f"default: ${DEVICE_ENV}, else auto")
-    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="learned stages' precision: auto (fp16/bf16 on CUDA where a model "
-                             "is declared safe in it, else fp32), fp32, fp16 or bf16 (CUDA only)")
+                             "is declared safe in it, else fp32), fp32, fp16 or bf16 (CUDA only); "
+                             f"default: ${PRECISION_ENV}, else auto")
+    weights_cli.add_store_flags(parser)
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help=f"CPU threads torch and OpenCV may use (default: ${THREADS_ENV}, "
+                             "else the libraries' own)")
     parser.add_argument("--time-budget", type=float, default=DEFAULT_TIME_BUDGET, metavar="S",
                         help="auto: seconds the published learned stages may take per photo; "
                              "those that would not fit are replaced by their classical "
@@ -120,6 +125,9 @@ def add_job_flags(parser: argparse.ArgumentParser) -> None:
 
 def parse_stages(text: str, pipeline: Pipeline, options: dict[str, dict[str, object]]) -> list[PlannedStage]:
     """``detect,inpaint:telea`` -> planned stages (default method per kind), with options."""
+    from restorer.planner import PlannedStage
+    from restorer.stages.base import StageKind
+
     registry = pipeline.registry
     defaults = {StageKind.DETECT.value: pipeline.auto.detect,
                 StageKind.INPAINT.value: pipeline.auto.inpaint,
@@ -164,6 +172,10 @@ def _parse_options(items: Sequence[str]) -> dict[str, dict[str, object]]:
 
 def _settings(args: argparse.Namespace, pipeline: Pipeline) -> JobSettings:
     """The job settings of ``restore``'s flags, every option checked before any work."""
+    from restorer.imaging import ImageLimits
+    from restorer.jobs import JobSettings
+    from restorer.planner import plan_manual
+
     options = _parse_options(args.options)
     stages = None
     if args.mode == "manual":
@@ -184,9 +196,10 @@ def _settings(args: argparse.Namespace, pipeline: Pipeline) -> JobSettings:
                        colourise=args.colourise)
 
 
-def _time_budget(args: argparse.Namespace) -> float | None:
-    """``--time-budget`` in seconds (None: no budget)."""
-    return None if args.time_budget == float("inf") else args.time_budget
+def command_settings(args: argparse.Namespace) -> Settings:
+    """The settings of ``restore``'s or ``batch``'s flags and the environment (read here, at
+    the edge, once per run)."""
+    return build_settings(vars(args), os.environ)
 
 
 def _summary(target: Path, result: RestoreResult) -> str:
@@ -201,8 +214,10 @@ def _summary(target: Path, result: RestoreResult) -> str:
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
-    if args.max_pixels <= 0:
-        raise RestorerError("--max-pixels must be a positive number of pixels")
+    from restorer.jobs import Outputs, check_outputs, restore_file
+    from restorer.service import build_pipeline
+
+    config = command_settings(args)
     if args.input.is_dir():
         sources = _folder_photos(args)
     else:
@@ -212,10 +227,6 @@ def _cmd_restore(args: argparse.Namespace) -> int:
         sources = []
         check_outputs([args.input] + ([args.mask] if args.mask else []),
                       Outputs(args.output, args.mask_out, args.report))
-    config = ServiceConfig(offline=os.environ.get("HF_HUB_OFFLINE") == "1")
-    if args.device is not None:
-        config = replace(config, device=args.device)
-    config = replace(config, time_budget=_time_budget(args), precision=args.precision)
     pipeline = build_pipeline(config)
     settings = _settings(args, pipeline)
     if args.input.is_dir():
@@ -246,6 +257,8 @@ def _folder_photos(args: argparse.Namespace) -> list[Path]:
 def _folder_outputs(args: argparse.Namespace, source: Path, stems: set[str]) -> Outputs:
     """Output names of ``source`` in the output folders; a stem shared by two inputs
     (a.jpg, a.png) keeps the input's extension in the name (a.jpg.png)."""
+    from restorer.jobs import Outputs
+
     stem = source.name if source.stem in stems else source.stem
     return Outputs(args.output / f"{stem}.png",
                    args.mask_out / f"{stem}.mask.png" if args.mask_out else None,
@@ -255,6 +268,8 @@ def _folder_outputs(args: argparse.Namespace, source: Path, stems: set[str]) -> 
 def _restore_folder(args: argparse.Namespace, pipeline: Pipeline, settings: JobSettings,
                     sources: list[Path]) -> int:
     from tqdm import tqdm
+
+    from restorer.jobs import restore_file
 
     counts: dict[str, int] = {}
     for source in sources:
@@ -276,7 +291,7 @@ def _restore_folder(args: argparse.Namespace, pipeline: Pipeline, settings: JobS
 def _cmd_batch(args: argparse.Namespace) -> int:
     from restorer.archive.command import run_batch_command
 
-    return run_batch_command(args, _settings, print)
+    return run_batch_command(args, command_settings(args), _settings, print)
 
 
 def _on_sigterm(signum: int, frame: object) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 from restorer.errors import ImageInputError
+from restorer.settings import DEFAULT_MAX_PIXELS
 
 __all__ = ["ImageLimits", "DEFAULT_LIMITS", "Decoded", "decode", "encode", "WRITABLE",
            "HIGH_DEPTH"]
@@ -48,7 +49,7 @@ class ImageLimits:
     ``min_side`` refuses images too small to restore.
     """
 
-    max_pixels: int = 64_000_000
+    max_pixels: int = DEFAULT_MAX_PIXELS
     max_bytes: int = 100 * 1024 * 1024
     min_side: int = 16
     max_aspect: float = 50.0

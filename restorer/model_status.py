@@ -147,13 +147,7 @@ class ModelStatus:
         """The Hub client's partial file of ``entry`` in the cache (None: none yet)."""
         if entry.sha256 is None:
             return None
-        if self.store.cache_dir is not None:
-            cache = self.store.cache_dir
-        else:
-            from huggingface_hub import constants
-
-            cache = Path(constants.HF_HUB_CACHE)
-        folder = cache / f"models--{entry.repo_id.replace('/', '--')}" / "blobs"
+        folder = self.store.cache_dir / f"models--{entry.repo_id.replace('/', '--')}" / "blobs"
         # huggingface_hub writes <sha256>.incomplete, or <sha256>.<8 hex>.incomplete (2.x).
         found = sorted(folder.glob(f"{entry.sha256}*.incomplete"), key=_size, reverse=True)
         return found[0] if found else None

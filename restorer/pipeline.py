@@ -17,6 +17,7 @@ from restorer.planner import (AutoBudget, AutoMethods, Plan, PlannedStage, apply
                               fit_learned, plan_auto)
 from restorer.registry import Registry
 from restorer.runtime import record_of
+from restorer.settings import DEFAULT_TIME_BUDGET
 from restorer.stages.base import StageKind, StageOutput, TriageResult, Work
 from restorer.tone import Tone, analyse_tone, apply_tone
 
@@ -26,9 +27,6 @@ log = logging.getLogger(__name__)
 
 #: Overall progress: fraction of the whole run in [0, 1] and a description.
 PipelineProgress = Callable[[float, str], None]
-
-DEFAULT_TIME_BUDGET = 20.0
-"""Seconds Auto's learned stages may take on one photo (restorer.costs figures) by default."""
 
 
 @dataclass(frozen=True)

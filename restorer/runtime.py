@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
 import numpy as np
 
 from restorer.errors import RestorerError, StageUnavailableError
+from restorer.settings import PRECISIONS
 from restorer.runtime_plan import (ModelTraits, PadMode, pad_to, padded_size, smaller_tile,
                                    tile_side, tile_starts, tile_weights)
 
@@ -55,8 +56,6 @@ log = logging.getLogger(__name__)
 
 DEVICE_CHOICES = "auto (CUDA, then Apple MPS, then CPU), cpu, mps, cuda or cuda:N"
 """What a device choice may be."""
-PRECISIONS = ("auto", "fp32", "fp16", "bf16")
-"""What a precision choice may be ("auto": the fastest the model declares safe on the device)."""
 
 _DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 _T = TypeVar("_T")

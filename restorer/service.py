@@ -4,29 +4,27 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterator
 
-from restorer.backends import DEVICE_HELP, check_device_choice, resolve_device
-from restorer.errors import (RestorerError, StageUnavailableError, WeightsError,
-                             WeightsIntegrityError, WeightsMissingError)
-from restorer.pipeline import DEFAULT_TIME_BUDGET, Pipeline
+from restorer.backends import limit_threads, resolve_device
+from restorer.errors import (StageUnavailableError, WeightsError, WeightsIntegrityError,
+                             WeightsMissingError)
+from restorer.pipeline import Pipeline
 from restorer.planner import LEARNED, AutoMethods
 from restorer.registry import Registry, default_registry
-from restorer.runtime import PRECISIONS, check_precision
-from restorer.weights import WeightStore, default_manifest_path, load_manifest
+from restorer.runtime import check_precision
+from restorer.settings import DEVICE_ENV, Settings
+from restorer.weights import WeightStore, build_store
 
-__all__ = ["AUTO_FALLBACKS", "DEVICE_ENV", "PixelGate", "ServiceConfig", "auto_stage_ids",
-           "build_pipeline", "build_store", "warm_up", "weight_problem"]
+__all__ = ["AUTO_FALLBACKS", "DEVICE_ENV", "PixelGate", "ServiceConfig", "Settings",
+           "auto_stage_ids", "build_pipeline", "build_store", "warm_up", "weight_problem"]
 
 log = logging.getLogger(__name__)
 
-DEVICE_ENV = "RESTORER_DEVICE"
-"""Environment variable that forces where torch stages run (see ``ServiceConfig.device``)."""
+ServiceConfig = Settings
+"""The former name of :class:`restorer.settings.Settings`, kept for callers."""
 
 FACE_STAGE = "face.gfpgan"
 TONE_STAGE = "tone.restore"
@@ -46,53 +44,7 @@ AUTO_FALLBACKS: dict[str, str | None] = {"triage.net": "triage.heuristic",
 step is skipped with a note); the published stages fall back as planner.LEARNED says."""
 
 
-def _device_from_env() -> str:
-    return os.environ.get(DEVICE_ENV, "auto")
-
-
-@dataclass(frozen=True)
-class ServiceConfig:
-    """Where weights live, whether the network may be used, and where torch stages run.
-
-    Built once at the edge. ``device`` defaults to the ``RESTORER_DEVICE`` environment
-    variable, else "auto" (CUDA when present, else CPU).
-    """
-
-    manifest: Path = default_manifest_path()
-    weights_dir: Path = default_manifest_path().parent
-    cache_dir: Path | None = None
-    offline: bool = False
-    device: str = field(default_factory=_device_from_env)
-    #: Seconds Auto's learned stages may take per photo (None: no budget).
-    time_budget: float | None = DEFAULT_TIME_BUDGET
-    #: Precision of the learned stages: auto (fp16/bf16 on CUDA where a model declares it
-    #: safe), fp32, fp16 or bf16 (CUDA only; a model not declared safe in it runs in fp32).
-    precision: str = "auto"
-
-    def __post_init__(self) -> None:
-        try:
-            check_device_choice(self.device)
-        except RestorerError:
-            raise RestorerError(f"unknown device '{self.device}' (from --device or {DEVICE_ENV}): "
-                                f"use {DEVICE_HELP}") from None
-        if self.precision not in PRECISIONS:
-            raise RestorerError(f"unknown precision '{self.precision}' (--precision): use "
-                                f"{', '.join(PRECISIONS)}")
-        if self.precision in ("fp16", "bf16") and self.device.strip().lower() == "cpu":
-            raise RestorerError(f"--precision {self.precision} needs a CUDA GPU, and --device "
-                                "is cpu; use --precision fp32 or auto")
-        if self.time_budget is not None and not self.time_budget >= 0:
-            raise RestorerError(f"the time budget must be 0 or more seconds, not "
-                                f"{self.time_budget} (--time-budget)")
-
-
-def build_store(config: ServiceConfig) -> WeightStore:
-    """The weight store described by ``config`` (no file is read or fetched yet)."""
-    return WeightStore(load_manifest(config.manifest), bundled_dir=config.weights_dir,
-                       cache_dir=config.cache_dir, offline=config.offline)
-
-
-def build_pipeline(config: ServiceConfig | None = None) -> Pipeline:
+def build_pipeline(config: Settings | None = None) -> Pipeline:
     """A pipeline over the default registry; stages whose weights are absent are unavailable.
 
     Auto mode restores faces when the face stage's weights are present and verified, triages
@@ -101,9 +53,11 @@ def build_pipeline(config: ServiceConfig | None = None) -> Pipeline:
     the defects and flags less of the photo, on held-out synthetic damage and on the real
     scratched photos (weights/detector.md). The triage judges cracks from that detector's mask.
     """
-    config = ServiceConfig() if config is None else config
+    config = Settings() if config is None else config
     if config.precision in ("fp16", "bf16"):  # half precision needs a GPU here: refused first
         check_precision(config.precision, str(resolve_device(config.device).type))
+    if config.threads is not None:
+        limit_threads(config.threads)
     store = build_store(config)
     versions = {e.id: f"{e.repo_id}@{e.revision} sha256:{(e.sha256 or 'unrecorded')[:12]}" for e in store.manifest}
     def available(weight_id: str) -> bool:

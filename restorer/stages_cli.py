@@ -15,6 +15,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from restorer.errors import ExitCode, StageUnavailableError
+from restorer.weights_cli import add_store_flags
 
 if TYPE_CHECKING:
     from restorer.weights import Manifest
@@ -32,6 +33,7 @@ def add_parser(commands: Any) -> None:
     parser.add_argument("--build", action="store_true",
                         help="build each available stage (loads its models) to check it builds")
     parser.add_argument("--device", default=None, help="where learned stages are built (--build)")
+    add_store_flags(parser)
     parser.set_defaults(func=_cmd_stages)
 
 
@@ -82,13 +84,10 @@ def format_rows(rows: list[dict[str, Any]]) -> str:
 
 
 def _cmd_stages(args: argparse.Namespace) -> int:
-    from dataclasses import replace
+    from restorer.service import build_pipeline, build_store
+    from restorer.settings import build_settings
 
-    from restorer.service import ServiceConfig, build_pipeline, build_store
-
-    config = ServiceConfig(offline=os.environ.get("HF_HUB_OFFLINE") == "1")
-    if args.device is not None:
-        config = replace(config, device=args.device)
+    config = build_settings(vars(args), os.environ)  # the edge: flags, then the environment
     rows = stage_rows(build_pipeline(config), build_store(config).manifest, build=args.build)
     print(json.dumps(rows, indent=1) if args.json else format_rows(rows))
     return ExitCode.DONE

@@ -344,11 +344,13 @@ def test_a_corrupted_weight_file_is_refused_before_loading(standin, tmp_path):
         build(broken)
 
 
-def test_device_choices(standin, monkeypatch):
+def test_device_choices(standin):
     with pytest.raises(RestorerError, match="unknown device 'gpu'"):
         ServiceConfig(device="gpu")
-    monkeypatch.setenv("RESTORER_DEVICE", "cpu")
-    assert ServiceConfig().device == "cpu"
+    from restorer.settings import build_settings
+
+    assert build_settings({}, {"RESTORER_DEVICE": "cpu"}).device == "cpu"
+    assert build_settings({"device": "auto"}, {"RESTORER_DEVICE": "cpu"}).device == "auto"
     import torch
 
     if not torch.cuda.is_available():

@@ -6,7 +6,6 @@ Everything runs against the local Hub of tests/hub_server.py; nothing reaches th
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +17,6 @@ import pytest
 from restorer import costs
 from restorer.errors import WeightsError
 from restorer.weights import Manifest, WeightEntry, WeightStatus, WeightStore, load_manifest
-from restorer.weights_cli import add_parser
 
 try:
     from tests.hub_server import FakeHub
@@ -54,10 +52,10 @@ def published(weight_id: str, data: bytes | None, **fields: Any) -> dict[str, An
 
 
 def run_cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="restorer")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
-    return args.func(args)
+    """``python -m restorer ARGV``'s exit code."""
+    from restorer.cli import main
+
+    return main(list(argv))
 
 
 # --------------------------------------------------------------------------------------- manifest

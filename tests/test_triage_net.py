@@ -28,7 +28,8 @@ from restorer.stages.detect_learned import segnet_probability
 from restorer.stages.triage_net import (FUSION_ID, SEGNET_ID, VIEW_COUNT, VIEW_SIZE, WEIGHT_ID,
                                         Fusion, Measurement, NetTriage, Recipe, crack_features,
                                         fitted_on, fuse, load_fusion, load_triage_model,
-                                        training_views, triage_views, working_copy)
+                                        run_triage_model, training_views, triage_views,
+                                        working_copy)
 from restorer import synth
 from restorer.train.triage import (LABELS, chunk_seeds, fit_logistic, make_pool, make_sample,
                                    make_set, pick_views, save_fusion, use_keras_backend)
@@ -257,8 +258,9 @@ def test_tensorflow_and_torch_share_one_process():
 def test_a_network_trained_on_keras_torch_backend_runs_in_the_stage_loader(tmp_path):
     """Trained on Keras' torch backend (the GPU path: the pinned TensorFlow is CPU-only, and a
     GPU host may have no TensorFlow at all) in a fresh interpreter where TensorFlow cannot be
-    imported, the saved .keras file loads with the stage's TensorFlow loader and gives the same
-    answers; a process whose Keras already runs on TensorFlow refuses to switch."""
+    imported, the saved .keras file loads with the stage's loader and gives the same answers
+    on whichever backend this process's Keras runs; a process whose Keras already runs on one
+    backend refuses to switch."""
     code = (
         "import sys\n"
         "sys.modules['tensorflow'] = None  # any import of TensorFlow fails\n"
@@ -282,15 +284,67 @@ def test_a_network_trained_on_keras_torch_backend_runs_in_the_stage_loader(tmp_p
                           timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     model = load_triage_model(tmp_path / "net.keras")
-    import keras
-
-    assert keras.backend.backend() == "tensorflow"
-    answers = np.asarray(model(np.load(tmp_path / "x.npy"), training=False))
+    answers = run_triage_model(model, np.load(tmp_path / "x.npy"))
     assert np.allclose(answers, np.load(tmp_path / "y.npy"), atol=1e-5)
+    from restorer.backends import keras
+
+    running = keras().backend.backend()
+    other = "tensorflow" if running == "torch" else "torch"
     with pytest.raises(RuntimeError, match="new process"):
-        use_keras_backend("torch")
+        use_keras_backend(other)
     with pytest.raises(ValueError, match="tensorflow, torch"):
         use_keras_backend("jax")
+
+
+def _triage_answers(tmp_path: Path, backend: str) -> np.ndarray:
+    """The shipped triage network's answers on the views in tmp_path/views.npy, loaded by the
+    stage's loader in a fresh interpreter whose Keras runs on ``backend``: torch (TensorFlow
+    cannot be imported there), run as the stage runs it (the backbone batched over the views);
+    tensorflow (chosen before the stage loads), the whole model called as it was trained."""
+    out = tmp_path / f"{backend}.npy"
+    choose = ("sys.modules['tensorflow'] = None\n"
+              "def answers(model, views): return run_triage_model(model, views)\n"
+              if backend == "torch" else
+              "from restorer.train.triage import use_keras_backend\n"
+              "use_keras_backend('tensorflow')\n"
+              "def answers(model, views):\n"
+              "    return keras().ops.convert_to_numpy(model(views, training=False))\n")
+    code = (
+        "import sys\n"
+        "import numpy as np\n"
+        "from restorer.backends import keras\n"
+        "from restorer.service import ServiceConfig, build_store\n"
+        "from restorer.stages.triage_net import WEIGHT_ID, load_triage_model, run_triage_model\n"
+        + choose +
+        "store = build_store(ServiceConfig(offline=True))\n"
+        "model = load_triage_model(store.resolve(WEIGHT_ID, download=False))\n"
+        f"assert keras().backend.backend() == {backend!r}, keras().backend.backend()\n"
+        f"np.save({str(out)!r}, answers(model, np.load({str(tmp_path / 'views.npy')!r})))\n"
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules and sys.modules[m]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    loaded = done.stdout.split("\n")[-2]
+    assert loaded == ("['keras']" if backend == "torch" else "['keras', 'tensorflow']"), loaded
+    return np.load(out)
+
+
+def test_the_stage_runs_the_shipped_network_on_torch_as_on_tensorflow(tmp_path):
+    """The stage loads the shipped .keras file on Keras' torch backend (no TensorFlow in the
+    process: TensorFlow's start-up was most of a single-photo run); its answers equal those of
+    the TensorFlow backend it was trained on, to 1e-5, on photos of three kinds and sizes."""
+    rng = np.random.default_rng(7)
+    photos = [load_image(data.astronaut()), synth.damage(load_image(data.coffee()), rng).image,
+              cv2.GaussianBlur(load_image(data.chelsea()), (0, 0), 3)]
+    views = [triage_views(photo) for photo in photos]
+    count = min(len(v) for v in views)
+    # The same number of views per photo (its first crops and its whole), so one batch holds all.
+    np.save(tmp_path / "views.npy", np.stack([np.concatenate([v[:count - 1], v[-1:]]) for v in views]))
+    on_torch, on_tensorflow = _triage_answers(tmp_path, "torch"), _triage_answers(tmp_path, "tensorflow")
+    assert on_torch.shape == (3, 2) and np.isfinite(on_torch).all()
+    assert np.abs(on_torch - on_tensorflow).max() <= 1e-5, np.abs(on_torch - on_tensorflow).max()
+    assert on_torch.std(axis=0).max() > 1e-3  # the photos get different answers: not a constant
 
 
 def test_crack_features_tell_a_long_crack_from_dust():

@@ -17,11 +17,14 @@ from typing import Any
 
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
+import huggingface_hub
 import huggingface_hub.constants
 import pytest
 
 from restorer import weights
-from restorer.errors import WeightsError, WeightsIntegrityError, WeightsMissingError
+from restorer.cli import main
+from restorer.errors import ExitCode, WeightsError, WeightsIntegrityError, WeightsMissingError
+from restorer.settings import build_settings
 from restorer.weights import (
     Manifest,
     WeightEntry,
@@ -31,6 +34,7 @@ from restorer.weights import (
     load_manifest,
 )
 from restorer.weights_cli import add_parser
+from restorer.weights import store as weight_store
 
 try:
     from tests.hub_server import FakeHub
@@ -65,7 +69,7 @@ def hash_calls(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
         calls.append(path)
         return real(path)
 
-    monkeypatch.setattr(weights, "sha256_file", counting)
+    monkeypatch.setattr(weight_store, "sha256_file", counting)
     return calls
 
 
@@ -127,10 +131,8 @@ def blobs_in(cache: Path) -> list[Path]:
 
 
 def run_cli(*argv: str) -> int:
-    parser = argparse.ArgumentParser(prog="restorer")
-    add_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(list(argv))
-    return args.func(args)
+    """``python -m restorer ARGV``'s exit code (errors printed and mapped by cli.main)."""
+    return main(list(argv))
 
 
 def write_manifest(path: Path, entries: list[WeightEntry]) -> Path:
@@ -194,7 +196,8 @@ def test_unknown_id_lists_known_ids(tmp_path: Path) -> None:
     manifest = Manifest((entry("a", blob("a")), entry("b", blob("b"))))
     with pytest.raises(WeightsError, match="unknown weight id 'c'; known ids: a, b"):
         manifest.get("c")
-    assert run_cli("weights", "pull", "c", "--manifest", str(write_manifest(tmp_path / "m.json", []))) == 1
+    manifest_path = str(write_manifest(tmp_path / "m.json", []))
+    assert run_cli("weights", "pull", "c", "--manifest", manifest_path) == ExitCode.REFUSED
 
 
 # --------------------------------------------------------------------------------------- download
@@ -457,23 +460,30 @@ def test_cli_list_pull_verify(tmp_path: Path, hub: FakeHub, capsys: pytest.Captu
     rows = {line.split()[0]: line.split()[1] for line in capsys.readouterr().out.splitlines()[1:]}
     assert rows == {"a": "verified", "b": "missing", "c": "present"}
 
-    assert run_cli("weights", "verify", *common) == 1  # b is missing
+    assert run_cli("weights", "verify", *common) == ExitCode.PARTIAL  # b is missing
     out = capsys.readouterr().out
     assert re.search(r"^c\s+verified\s+bundled: ", out, re.M) and re.search(r"^b\s+missing\s", out, re.M)
 
-    assert run_cli("weights", "pull", *common, "--offline") == 1
+    assert run_cli("weights", "pull", *common, "--offline") == ExitCode.FAILED
     last = capsys.readouterr().err.splitlines()[-1]  # after the progress bar
     assert last.startswith("error: weight file(s) not available") and last.endswith(f"{PULL} b")
     assert run_cli("weights", "pull", *common) == 0
     assert run_cli("weights", "verify", *common) == 0
 
 
-def test_cli_offline_default_comes_from_hf_hub_offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_cli_offline_default_comes_from_hf_hub_offline() -> None:
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())
-    assert parser.parse_args(["weights", "list"]).offline is True
-    assert parser.parse_args(["weights", "list", "--no-offline"]).offline is False
+
+    def offline(argv: list[str], env: dict[str, str]) -> bool:
+        return build_settings(vars(parser.parse_args(argv)), env).offline
+
+    for word in ("1", "true", "YES", "on"):
+        assert offline(["weights", "list"], {"HF_HUB_OFFLINE": word}) is True
+    assert offline(["weights", "list"], {"HF_HUB_OFFLINE": "0"}) is False
+    assert offline(["weights", "list"], {}) is False
+    assert offline(["weights", "list", "--no-offline"], {"HF_HUB_OFFLINE": "1"}) is False
+    assert offline(["weights", "list", "--offline"], {}) is True
 
 
 def test_cli_lock_pins_revisions_to_commits(
@@ -508,10 +518,10 @@ def test_cli_lock_reports_unknown_revision_and_leaves_manifest(
     hub.commit(REPO, {"a.pth": blob("a")})
     manifest = write_manifest(tmp_path / "manifest.json", [entry("a", blob("a"), revision="nope")])
     before = manifest.read_text()
-    assert run_cli("weights", "lock", "--manifest", str(manifest), "--endpoint", hub.endpoint) == 1
+    assert run_cli("weights", "lock", "--manifest", str(manifest), "--endpoint", hub.endpoint) == ExitCode.FAILED
     assert "cannot resolve org/weights@nope" in capsys.readouterr().err
     assert manifest.read_text() == before
-    assert run_cli("weights", "lock", "--manifest", str(manifest), "--offline") == 1
+    assert run_cli("weights", "lock", "--manifest", str(manifest), "--offline") == ExitCode.REFUSED
 
 
 CARD = {
@@ -562,15 +572,15 @@ def test_cli_publish_dry_run_writes_exact_file_set_and_card(tmp_path: Path) -> N
     assert CARD["training_command"] in body and "| PSNR | 31.2 |" in body and "Seed: `1234`" in body
     assert hashlib.sha256(s1).hexdigest() in body
 
-    assert run_cli(*argv, "--dry-run", "--out", str(out)) == 1  # not empty any more
-    assert run_cli(*argv, "--dry-run") == 1  # --out missing
+    assert run_cli(*argv, "--dry-run", "--out", str(out)) == ExitCode.REFUSED  # not empty any more
+    assert run_cli(*argv, "--dry-run") == ExitCode.REFUSED  # --out missing
 
 
 def test_cli_publish_refuses_a_corrupt_bundled_file(tmp_path: Path) -> None:
     manifest, _, _ = _publishable(tmp_path)
     (tmp_path / "weights" / "colour.safetensors").write_bytes(blob("changed"))
     argv = ["weights", "publish", "--manifest", str(manifest), "--repo-id", "x/y", "--dry-run"]
-    assert run_cli(*argv, "--out", str(tmp_path / "out")) == 1
+    assert run_cli(*argv, "--out", str(tmp_path / "out")) == ExitCode.FAILED
     assert not (tmp_path / "out").exists()
 
 
@@ -598,7 +608,7 @@ def test_cli_publish_uploads_tags_and_records_the_commit(
         def create_tag(self, repo_id: str, *, tag: str, revision: str) -> None:
             calls.append(("create_tag", (repo_id, tag, revision)))
 
-    monkeypatch.setattr("restorer.weights_cli.HfApi", FakeApi)
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)  # restorer.weights.hub imports it on use
     argv = ["weights", "publish", "--manifest", str(manifest), "--repo-id", "me/w", "--tag", "v3"]
     assert run_cli(*argv, "--endpoint", "http://hub.invalid") == 0
     assert calls == [

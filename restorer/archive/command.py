@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import os
 import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from typing import Callable
 
 from restorer import files
@@ -17,7 +16,8 @@ from restorer.archive.sources import list_jobs
 from restorer.errors import ExitCode, RestorerError
 from restorer.jobs import JobSettings
 from restorer.pipeline import Pipeline
-from restorer.service import ServiceConfig, build_pipeline
+from restorer.service import build_pipeline
+from restorer.settings import Settings
 
 __all__ = ["run_batch_command", "settings_id"]
 
@@ -41,25 +41,18 @@ def settings_id(settings: JobSettings, pipeline: Pipeline, reports: bool) -> str
     })
 
 
-def run_batch_command(args: argparse.Namespace,
+def run_batch_command(args: argparse.Namespace, config: Settings,
                       make_settings: Callable[[argparse.Namespace, Pipeline], JobSettings],
                       say: Callable[[str], None]) -> int:
-    """Run ``batch`` with parsed ``args``; ``make_settings`` is ``restore``'s flag checker;
-    ``say`` shows the final summary table (the CLI's stdout)."""
+    """Run ``batch`` with parsed ``args`` and the run's ``config`` (built once by the CLI from
+    the flags and the environment, handed to every worker); ``make_settings`` is ``restore``'s
+    flag checker; ``say`` shows the final summary table (the CLI's stdout)."""
     if importlib.util.find_spec("ray") is None:
         raise RestorerError("batch needs Ray: pip install 'restorer[archive]'")
     if args.workers is not None and args.workers <= 0:
         raise RestorerError("--workers must be a positive number")
     if args.gpus_per_worker < 0:
         raise RestorerError("--gpus-per-worker must be 0 or more")
-    if args.max_pixels <= 0:
-        raise RestorerError("--max-pixels must be a positive number of pixels")
-    config = ServiceConfig(offline=os.environ.get("HF_HUB_OFFLINE") == "1")
-    if args.device is not None:
-        config = replace(config, device=args.device)
-    budget = args.time_budget  # --time-budget (a job flag shared with restore)
-    config = replace(config, time_budget=None if budget == float("inf") else budget,
-                     precision=args.precision)
     pipeline = build_pipeline(config)  # cheap: stages are built by the workers
     settings = make_settings(args, pipeline)
     jobs = list_jobs(args.src, args.dest, args.report_dir)

@@ -31,7 +31,7 @@ from restorer.archive.sources import Job, clean_temporaries
 from restorer.archive.worker import Worker
 from restorer.errors import RestorerError
 from restorer.jobs import JobSettings
-from restorer.service import ServiceConfig
+from restorer.settings import Settings
 
 __all__ = ["BatchOptions", "BatchSummary", "PER_WORKER", "run_batch", "to_do"]
 
@@ -131,7 +131,7 @@ def _connect(options: BatchOptions) -> _Ray:
 
 
 def run_batch(jobs: list[Job], dest: Path, settings: JobSettings, settings_id: str,
-              config: ServiceConfig, options: BatchOptions,
+              config: Settings, options: BatchOptions,
               progress: Callable[[BatchSummary], None] | None = None,
               worker_class: type = Worker) -> BatchSummary:
     """Restore the ``jobs`` not done yet into their outputs on Ray, recording each result in
@@ -157,7 +157,7 @@ def run_batch(jobs: list[Job], dest: Path, settings: JobSettings, settings_id: s
 
 
 def _stream(todo: list[Job], ledger: Ledger, settings: JobSettings, settings_id: str,
-            config: ServiceConfig, options: BatchOptions, summary: BatchSummary,
+            config: Settings, options: BatchOptions, summary: BatchSummary,
             progress: Callable[[BatchSummary], None] | None, worker_class: type,
             cluster: _Ray) -> None:
     import ray
@@ -219,7 +219,7 @@ def _last_line(exc: Exception) -> str:
 
 def _worker_died(ray: Any, slot: int, actors: list[Any], assigned: list[collections.deque],
                  inflight: dict[Any, tuple[Job, int, int]], pending: collections.deque,
-                 actor_class: Any, config: ServiceConfig, settings: JobSettings,
+                 actor_class: Any, config: Settings, settings: JobSettings,
                  exc: Exception) -> dict[str, Any] | None:
     """Replace the dead worker of ``slot`` and take back its photos: the one it was restoring
     (the oldest assigned: an actor runs its calls in order) is retried once, then gets a

@@ -20,7 +20,8 @@ from restorer.archive.sources import Job
 from restorer.errors import RestorerError
 from restorer.jobs import JobSettings, Outputs, restore_file
 from restorer.pipeline import Pipeline, RestoreResult
-from restorer.service import ServiceConfig, build_pipeline
+from restorer.service import build_pipeline
+from restorer.settings import Settings
 
 __all__ = ["Worker", "restore_one"]
 
@@ -48,11 +49,7 @@ def peak_rss_mib() -> float:
 class Worker:
     """Restores photos one at a time with a pipeline built once from ``config``."""
 
-    def __init__(self, config: ServiceConfig, settings: JobSettings) -> None:
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        # oneDNN's "custom operations are on" line is absl's, which the level above does not
-        # reach on CPUs where oneDNN runs; with it off TensorFlow prints nothing at start.
-        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+    def __init__(self, config: Settings, settings: JobSettings) -> None:
         started = time.perf_counter()
         self._pipeline = build_pipeline(config)
         for stage_id in self._stage_ids(settings):  # load the models before any photo

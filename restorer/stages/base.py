@@ -5,11 +5,13 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Literal, Mapping, Protocol, runtime_checkable
-
-import numpy as np
+from typing import (TYPE_CHECKING, Any, Callable, ClassVar, Literal, Mapping, Protocol,
+                    runtime_checkable)
 
 from restorer.errors import PlanError
+
+if TYPE_CHECKING:  # arrays appear in annotations only: the CLI's --help needs no numpy
+    import numpy as np
 
 __all__ = [
     "Option",

@@ -14,7 +14,7 @@ Drawing a sample takes 25 to 35 ms of one core; ``--workers N`` draws the traini
 N processes (seeded chunks, :func:`chunk_seeds`), for the large sets a many-core GPU host can
 train on. ``--keras-backend torch`` trains on Keras' torch backend, on the GPU when one is
 present (the pinned TensorFlow is CPU-only); the saved ``.keras`` file is the same and the
-stage runs it on TensorFlow.
+stage runs it on Keras' torch backend.
 
 ``--fusion`` fits only the stage's fusion (:func:`fit_fusion`): the network at ``--out`` and
 the detector at ``--segnet`` measure 800 samples of the training photos with fresh damage, two
@@ -37,8 +37,6 @@ import functools
 import json
 import logging
 import multiprocessing
-import os
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -52,6 +50,7 @@ import torch
 from safetensors.torch import save_file
 
 from restorer import synth
+from restorer.backends import KERAS_BACKENDS
 from restorer.synth import age, scan
 from restorer.imaging import load_image
 from restorer.weights import sha256_file
@@ -323,22 +322,18 @@ def pick_views(views: np.ndarray, flags: np.ndarray, targets: np.ndarray,
     return out
 
 
-#: Keras backends the network can be trained on; the stage runs it on TensorFlow.
-KERAS_BACKENDS = ("tensorflow", "torch")
-
-
 def use_keras_backend(name: str) -> None:
-    """Train with Keras on ``name``: "tensorflow" (the pinned build is CPU-only) or "torch"
-    (torch's CUDA build: on a GPU when one is present). The ``.keras`` file is the same either
-    way and the stage loads it with TensorFlow. Call before Keras is first imported in the
-    process; raises RuntimeError when Keras already runs on another backend here."""
+    """Train with Keras on ``name`` (one of ``KERAS_BACKENDS``): "tensorflow" (the pinned build
+    is CPU-only) or "torch" (torch's CUDA build: on a GPU when one is present). The ``.keras``
+    file is the same either way; the stage runs it on torch. Imports Keras on that backend;
+    raises RuntimeError when Keras already runs on another backend in this process."""
     if name not in KERAS_BACKENDS:
         raise ValueError(f"unknown Keras backend '{name}': use one of {', '.join(KERAS_BACKENDS)}")
-    keras = sys.modules.get("keras")
-    if keras is None:
-        os.environ["KERAS_BACKEND"] = name
-    elif keras.backend.backend() != name:
-        raise RuntimeError(f"Keras already runs on {keras.backend.backend()} in this process; "
+    from restorer.backends import keras as import_keras
+
+    running = import_keras(name).backend.backend()
+    if running != name:
+        raise RuntimeError(f"Keras already runs on {running} in this process; "
                            f"train on {name} in a new process")
 
 
@@ -540,7 +535,7 @@ def main(argv: list[str] | None = None) -> int:
                              "a cracked photo's always showing its crack (make_pool)")
     parser.add_argument("--keras-backend", choices=KERAS_BACKENDS, default="tensorflow",
                         help="what Keras trains on: tensorflow (CPU only here) or torch (a GPU "
-                             "when present); the stage runs the saved model on TensorFlow")
+                             "when present); the stage runs the saved model on torch")
     parser.add_argument("--workers", type=int, default=1,
                         help="processes drawing the training samples (1: one seeded stream, the "
                              "shipped network's data; more: chunks of %d samples seeded from "
