@@ -27,6 +27,11 @@ from restorer.stages.base import TriageResult, Work
 from restorer.stages.colour_ddcolor import WEIGHT_ID, DDColorColour, join_lightness, lightness
 from restorer.weights import Manifest, WeightStore, default_manifest_path, load_manifest
 
+try:
+    from tests.standins import write_ddcolor
+except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
+    from standins import write_ddcolor
+
 
 def quiet(fraction: float, text: str) -> None:
     """A progress callback that ignores its reports."""
@@ -43,16 +48,7 @@ def _two_torch_threads():
 @pytest.fixture(scope="session")
 def ddcolor_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-initialised DDColor-T saved as the published checkpoints are ({"params": ...})."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        from spandrel_extra_arches.architectures.DDColor import DDColor
-    torch.manual_seed(0)
-    model = DDColor(encoder_name="convnext-t", decoder_name="MultiScaleColorDecoder",
-                    input_size=(512, 512), num_output_channels=2, last_norm="Spectral",
-                    num_queries=100, num_scales=3, dec_layers=9, nf=512)
-    path = tmp_path_factory.mktemp("ddcolor") / "ddcolor_paper_tiny.pth"
-    torch.save({"params": model.state_dict()}, path)
-    return path
+    return write_ddcolor(tmp_path_factory.mktemp("ddcolor") / "ddcolor_paper_tiny.pth")
 
 
 @pytest.fixture(scope="session")

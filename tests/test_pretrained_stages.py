@@ -10,9 +10,7 @@ and detect.scratch (a narrow BOPBTL U-Net under "model_state", as FT_Epoch_lates
 from __future__ import annotations
 
 import hashlib
-import warnings
 from pathlib import Path
-from typing import Any
 
 import huggingface_hub.constants
 import numpy as np
@@ -28,8 +26,10 @@ from restorer.weights import Manifest, WeightEntry, WeightStore
 
 try:
     from tests.hub_server import FakeHub
+    from tests.standins import write_lama, write_nafnet, write_scratch
 except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
     from hub_server import FakeHub
+    from standins import write_lama, write_nafnet, write_scratch
 
 SEGNET = Path(__file__).resolve().parents[1] / "weights" / "detector_segnet.safetensors"
 
@@ -46,45 +46,20 @@ def _two_torch_threads():
     torch.set_num_threads(before)
 
 
-def _spandrel_arch(name: str) -> Any:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        import spandrel.architectures.LaMa as lama
-        import spandrel.architectures.NAFNet as nafnet
-    return {"LaMa": lama.LaMa, "NAFNet": nafnet.NAFNet}[name]
-
-
 @pytest.fixture(scope="session")
 def lama_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A TorchScript trace of a random-initialised spandrel LaMa(in_nc=4), as big-lama.pt is."""
-    path = tmp_path_factory.mktemp("lama") / "big-lama.pt"
-    torch.manual_seed(0)
-    model = _spandrel_arch("LaMa")(in_nc=4).eval()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace(model, (torch.rand(1, 3, 64, 64), torch.zeros(1, 1, 64, 64)), check_trace=False)
-    traced.save(str(path))
-    return path
+    return write_lama(tmp_path_factory.mktemp("lama") / "big-lama.pt")
 
 
 @pytest.fixture(scope="session")
 def nafnet_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("nafnet") / "NAFNet-GoPro-width64.pth"
-    torch.manual_seed(0)
-    model = _spandrel_arch("NAFNet")(img_channel=3, width=8, middle_blk_num=1, enc_blk_nums=[1, 1, 1, 1],
-                                     dec_blk_nums=[1, 1, 1, 1])
-    torch.save({"params": model.state_dict()}, path)
-    return path
+    return write_nafnet(tmp_path_factory.mktemp("nafnet") / "NAFNet-GoPro-width64.pth")
 
 
 @pytest.fixture(scope="session")
 def scratch_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from restorer.nets.bopbtl_unet import ScratchUNet
-
-    path = tmp_path_factory.mktemp("scratch") / "FT_Epoch_latest.pt"
-    torch.manual_seed(0)
-    torch.save({"model_state": ScratchUNet(wf=3, depth=4).state_dict(), "epoch": 7}, path)
-    return path
+    return write_scratch(tmp_path_factory.mktemp("scratch") / "FT_Epoch_latest.pt")
 
 
 def photo(height: int = 96, width: int = 128, seed: int = 0) -> np.ndarray:
