@@ -298,13 +298,13 @@ def test_bad_upload_corpus_gets_its_message_in_the_page(client, kind, tmp_path):
 
 
 def test_session_uploads_are_deleted_with_the_last_session_using_them(tmp_path):
-    import app
+    from restorer.page import SessionUploads
 
     shared, own = tmp_path / "a" / "photo.png", tmp_path / "b" / "photo.png"
     for path in (shared, own):
         path.parent.mkdir()
         path.write_bytes(b"x")
-    uploads = app.SessionUploads()
+    uploads = SessionUploads()
     uploads.add("s1", str(shared))
     uploads.add("s2", str(shared))  # the same content, uploaded by another tab
     uploads.add("s2", str(own))
@@ -321,8 +321,9 @@ def test_session_uploads_are_deleted_with_the_last_session_using_them(tmp_path):
 def test_cache_janitor_deletes_old_files_and_folders_but_keeps_examples(tmp_path):
     import time
 
-    import app
     import gradio as gr
+
+    from restorer.page import CacheJanitor
 
     def cached(name: str) -> Path:
         path = tmp_path / name / "photo.png"
@@ -338,7 +339,7 @@ def test_cache_janitor_deletes_old_files_and_folders_but_keeps_examples(tmp_path
         image = gr.Image()
     image.keep_in_cache = {str(example)}
     demo.temp_file_sets.append({str(old), str(new)})
-    janitor = app.CacheJanitor(demo, tmp_path, keep_seconds=0.2)
+    janitor = CacheJanitor(demo, tmp_path, keep_seconds=0.2)
     assert janitor.sweep(now=now + 0.05) == 1
     assert not old.exists() and not old.parent.exists()  # the file and its emptied folder
     assert example.exists() and new.exists()
@@ -349,13 +350,14 @@ def test_time_budget_field_and_expected_time_line():
     import app
     from restorer.costs import COSTS
     from restorer.errors import RestorerError
+    from restorer.page import parse_time_budget
     from restorer.service import ServiceConfig, build_pipeline
 
-    assert app._time_budget(None) == float("inf") and app._time_budget("") == float("inf")
-    assert app._time_budget(12) == 12.0
+    assert parse_time_budget(None) == float("inf") and parse_time_budget("") == float("inf")
+    assert parse_time_budget(12) == 12.0
     for bad in (-1, "soon"):
         with pytest.raises(RestorerError, match="time budget"):
-            app._time_budget(bad)
+            parse_time_budget(bad)
     actions = app.PageActions(build_pipeline(ServiceConfig(offline=True, device="cpu")),
                               app.AppSettings())
     line = actions.expected("deblur.nafnet")
