@@ -17,15 +17,16 @@ def luminance(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image @ _LUMA, dtype=np.float32)
 
 
-def fit_long_side(image: np.ndarray, side: int) -> np.ndarray:
-    """Float (H, W, 3) [0, 1] shrunk (area) so its long side is at most ``side``; never enlarged.
+def fit_long_side(image: np.ndarray, side: float) -> np.ndarray:
+    """Float (H, W) or (H, W, C) [0, 1] shrunk (area) so its long side is at most ``side``;
+    never enlarged (then only made float32 and contiguous).
 
-    Returns float32 (h, w, 3) in [0, 1], contiguous.
+    Returns float32 (h, w[, C]) in [0, 1], contiguous; each side at least 1 px.
     """
     height, width = image.shape[:2]
     scale = side / max(height, width)
     if scale < 1.0:
-        image = cv2.resize(image, (round(width * scale), round(height * scale)),
+        image = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
                            interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(np.clip(image, 0.0, 1.0), dtype=np.float32)
 

@@ -23,6 +23,7 @@ import numpy as np
 from restorer import synth
 from restorer.synth import age, scan
 from restorer.imaging import load_image
+from restorer.ops import fit_long_side
 from restorer.stages.triage_net import (VIEW_COUNT, VIEW_SIZE, crop_origins, pad_to_view,
                                         training_views, working_copy)
 
@@ -95,16 +96,10 @@ def make_sample(photo: np.ndarray, label: int, rng: np.random.Generator,
     a white sky, a crack that only grazes the border); None after ``tries`` invisible draws, so
     the caller picks another photo.
     """
-    height, width = photo.shape[:2]
     side = rng.uniform(320, 1024)
-    scale = min(1.0, side / max(height, width))
-    image = photo
-    if scale < 1.0:
-        image = cv2.resize(photo, (round(width * scale), round(height * scale)),
-                           interpolation=cv2.INTER_AREA)
+    image = fit_long_side(photo, side)
     if rng.random() < 0.5:
-        image = image[:, ::-1]
-    image = np.ascontiguousarray(image, dtype=np.float32)
+        image = np.ascontiguousarray(image[:, ::-1])
     blurred, cracked = label in (1, 3), label in (2, 3)
     kind = None
     if blurred:
