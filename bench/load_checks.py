@@ -13,12 +13,11 @@ from typing import Any, Iterator
 
 import cv2
 import numpy as np
-from PIL import Image
 
 
 
 from bench.load_report import EXPECTED_PLAN, MODES, THUMB, LoadSettings
-from restorer.imaging import load_image
+from restorer.imaging import load_image, to_uint8
 from restorer.synth import damage
 
 log = logging.getLogger("restorer.bench.load")
@@ -98,9 +97,10 @@ def thumbnail(pixels: np.ndarray) -> np.ndarray:
 
 
 def read_pixels(path: Path, mode: str = "RGB") -> np.ndarray:
-    """An image file's pixels as uint8 (H, W, 3) or (H, W) for mode "L"."""
-    with Image.open(path) as image:
-        return np.asarray(image.convert(mode))
+    """An image file's pixels (read through restorer.imaging) as uint8 (H, W, 3), or (H, W)
+    for mode "L" (a grey file's one channel)."""
+    pixels = to_uint8(load_image(path))
+    return pixels[..., 0] if mode == "L" else pixels
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

@@ -55,9 +55,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 from torch import nn
 
+from restorer import files
 from restorer.errors import RestorerError
 from restorer.features import DESCRIPTOR_LENGTH, patches
 from restorer.stages.detect import Candidates
@@ -254,7 +255,7 @@ def calibrate(probability: Callable[[np.ndarray], np.ndarray], examples: Sequenc
 def _save(model: nn.Module, path: Path, **meta: float) -> None:
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     tensors.update({f"meta.{k}": torch.tensor(float(v)) for k, v in meta.items()})
-    save_file(tensors, str(path))
+    files.write_bytes(path, save(tensors))
     log.info("wrote %s (%d bytes)", path, path.stat().st_size)
 
 
@@ -380,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         previous.update(summary)
         previous["metrics"] = {**previous_metrics, **metrics}
         summary = previous
-    record.write_text(json.dumps(summary, indent=2) + "\n")
+    files.write_text(record, json.dumps(summary, indent=2) + "\n")
     log.info("done in %.0f s", time.perf_counter() - started)
     return 0
 

@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from restorer import files
 from restorer.weights import sha256_file
 from restorer.stages.triage_net import VIEW_SIZE, TriageNetwork, load_triage_model
 from restorer.train.triage_data import (CHUNK, LABELS, SPLITS, Sample, chunk_seeds, draw_samples,
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         fusion, report = fit_fusion(network, args.data, args.fusion_count, args.val_count,
                                     args.seed + 2)
         save_fusion(fusion, args.fusion_out, args.segnet, args.out)
-        args.fusion_out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+        files.write_text(args.fusion_out.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
         log.info("fusion: network alone %.4f, fused %.4f on %d held-out samples; wrote %s",
                  report["heldout_network_alone"]["accuracy"], report["heldout_fused"]["accuracy"],
                  args.val_count, args.fusion_out)
@@ -242,9 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     probabilities = np.asarray(model.predict(_as_float(val_set[0]), batch_size=32, verbose=0))
     metrics = evaluate(probabilities, val_set[1])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    partial = args.out.with_name(args.out.name + ".partial.keras")
-    model.save(partial)
-    partial.replace(args.out)
+    files.write_with(args.out, model.save)
     report = {"arch": args.arch, "params": int(model.count_params()),
               "bytes": args.out.stat().st_size, "epochs_run": len(history),
               "train_seconds": history[-1]["seconds"], "seed": args.seed, "lr": args.lr,
@@ -257,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
                          else "cpu"),
               "val_count": args.val_count,
               "heldout": metrics, "history": history}
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    files.write_text(args.out.with_suffix(".json"), json.dumps(report, indent=2) + "\n")
     log.info("%s", json.dumps({k: v for k, v in report.items() if k != "history"}, indent=2))
     return 0
 

@@ -10,8 +10,9 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 
+from restorer import files
 from restorer.stages.triage_net import (Fusion, Measurement, Recipe, TriageNetwork, fitted_on,
                                         fuse, fusion_inputs)
 from restorer.train.triage_data import draw_samples, evaluate, source_photos
@@ -84,7 +85,5 @@ def save_fusion(fusion: Fusion, path: Path, segnet_path: Path, model_path: Path)
                "blur.bias": torch.tensor([fusion.blur_bias], dtype=torch.float32),
                "crack.weight": torch.tensor(fusion.crack_weight, dtype=torch.float32),
                "crack.bias": torch.tensor([fusion.crack_bias], dtype=torch.float32)}
-    partial = path.with_name(path.name + ".partial")
-    save_file(tensors, str(partial),
-              metadata=fitted_on(segnet_path, model_path) | fusion.recipe.metadata())
-    partial.replace(path)
+    files.write_bytes(path, save(tensors, metadata=fitted_on(segnet_path, model_path)
+                                 | fusion.recipe.metadata()))
