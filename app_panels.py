@@ -13,6 +13,7 @@ import pandas as pd
 from restorer import Pipeline, StageKind
 from restorer.model_status import ModelStatus
 from restorer.page import KINDS, MODEL_COLUMNS, example_files, model_rows, stage_choices
+from restorer.stage_ids import DEBLUR_RL
 
 if TYPE_CHECKING:
     from app import PageActions
@@ -64,7 +65,7 @@ def manual_panel(pipeline: Pipeline, actions: PageActions) -> ManualControls:
         inpaint_id = gr.Dropdown(stage_choices(pipeline, StageKind.INPAINT),
                                  value=pipeline.auto.inpaint, label="Inpainting")
         inpaint_time = gr.Markdown(actions.expected(pipeline.auto.inpaint))
-        deblur_id = gr.Dropdown(stage_choices(pipeline, StageKind.DEBLUR), value="deblur.rl",
+        deblur_id = gr.Dropdown(stage_choices(pipeline, StageKind.DEBLUR), value=DEBLUR_RL,
                                 label="Deblur")
         deblur_time = gr.Markdown("")
         face_choices = stage_choices(pipeline, StageKind.FACE)

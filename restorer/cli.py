@@ -23,6 +23,7 @@ from restorer.jobs import JobSettings, Outputs, check_outputs, restore_file
 from restorer.pipeline import DEFAULT_TIME_BUDGET, Pipeline, RestoreResult
 from restorer.planner import MASK_MODES, PlannedStage, plan_manual
 from restorer.service import DEVICE_ENV, ServiceConfig, build_pipeline
+from restorer.stage_ids import COLOUR_DDCOLOR, DEBLUR_RL, FACE_GFPGAN, TONE_RESTORE
 from restorer.stages.base import StageKind
 
 __all__ = ["main", "build_parser", "parse_stages"]
@@ -118,10 +119,10 @@ def parse_stages(text: str, pipeline: Pipeline, options: dict[str, dict[str, obj
     registry = pipeline.registry
     defaults = {StageKind.DETECT.value: pipeline.auto.detect,
                 StageKind.INPAINT.value: pipeline.auto.inpaint,
-                StageKind.TONE.value: "tone.restore",
-                StageKind.DEBLUR.value: "deblur.rl",
-                StageKind.FACE.value: "face.gfpgan",
-                StageKind.COLOUR.value: "colour.ddcolor"}
+                StageKind.TONE.value: TONE_RESTORE,
+                StageKind.DEBLUR.value: DEBLUR_RL,
+                StageKind.FACE.value: FACE_GFPGAN,
+                StageKind.COLOUR.value: COLOUR_DDCOLOR}
     planned = []
     for item in (part.strip() for part in text.split(",")):
         if not item:

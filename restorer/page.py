@@ -21,6 +21,7 @@ from restorer.errors import RestorerError
 from restorer.imaging import outline_boxes, overlay_mask
 from restorer.pipeline import Pipeline, RestoreResult
 from restorer.planner import Plan, PlannedStage, plan_manual
+from restorer.stage_ids import COLOUR_DDCOLOR
 from restorer.stages.base import StageKind, StageSpec, TriageResult
 
 __all__ = ["KINDS", "MODES", "MODEL_COLUMNS", "CacheJanitor", "FaceChoice", "SessionUploads",
@@ -78,7 +79,7 @@ def manual_plan(specs: Mapping[str, StageSpec], kinds: Iterable[str], detect_id:
     chosen = {"detect": PlannedStage(detect_id, {"sensitivity": sensitivity}),
               "inpaint": PlannedStage(inpaint_id), "deblur": PlannedStage(deblur_id),
               "face": PlannedStage(face.stage_id, face.options()),
-              "colour": PlannedStage("colour.ddcolor")}
+              "colour": PlannedStage(COLOUR_DDCOLOR)}
     return plan_manual([chosen[k] for k in KINDS if k in kinds], specs, has_mask=has_mask)
 
 

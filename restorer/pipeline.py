@@ -16,6 +16,7 @@ from restorer.mount import find_print
 from restorer.planner import (AutoBudget, AutoMethods, Plan, PlannedStage, apply_user_mask,
                               fit_learned, plan_auto)
 from restorer.registry import Registry
+from restorer.stage_ids import TRIAGE_HEURISTIC
 from restorer.stages.base import StageKind, StageOutput, TriageResult, Work
 from restorer.tone import Tone, analyse_tone, apply_tone
 
@@ -140,7 +141,7 @@ class Pipeline:
         self,
         registry: Registry,
         *,
-        triage_id: str = "triage.heuristic",
+        triage_id: str = TRIAGE_HEURISTIC,
         auto: AutoMethods = AutoMethods(),
         weight_versions: Mapping[str, str] | None = None,
         time_budget: float | None = DEFAULT_TIME_BUDGET,

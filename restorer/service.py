@@ -16,6 +16,9 @@ from restorer.errors import RestorerError
 from restorer.pipeline import DEFAULT_TIME_BUDGET, Pipeline
 from restorer.planner import LEARNED, AutoMethods
 from restorer.registry import Registry, default_registry
+from restorer.stage_ids import (COLOUR_DDCOLOR, DETECT_MORPH, DETECT_PRINT, DETECT_SEGNET,
+                                FACE_GFPGAN, INPAINT_TELEA, TONE_RESTORE, TRIAGE_HEURISTIC,
+                                TRIAGE_NET)
 from restorer.weights import WeightStore, default_manifest_path, load_manifest
 
 __all__ = ["DEVICE_ENV", "PixelGate", "ServiceConfig", "auto_stage_ids", "build_pipeline", "build_store",
@@ -26,14 +29,14 @@ log = logging.getLogger(__name__)
 DEVICE_ENV = "RESTORER_DEVICE"
 """Environment variable that forces where torch stages run (see ``ServiceConfig.device``)."""
 
-FACE_STAGE = "face.gfpgan"
-TONE_STAGE = "tone.restore"
+FACE_STAGE = FACE_GFPGAN
+TONE_STAGE = TONE_RESTORE
 """Auto's tone stage, when triage finds a grey or toned print faded (restorer.fade.faded_label)."""
-COLOUR_STAGE = "colour.ddcolor"
+COLOUR_STAGE = COLOUR_DDCOLOR
 """Colourisation when asked for (never by default), when its weights are present."""
-TRIAGE_STAGES = ("triage.net", "triage.heuristic")
+TRIAGE_STAGES = (TRIAGE_NET, TRIAGE_HEURISTIC)
 """Triage stages in order of preference: the first whose weights are present is used."""
-DETECT_STAGES = ("detect.print", "detect.segnet", "detect.morph")
+DETECT_STAGES = (DETECT_PRINT, DETECT_SEGNET, DETECT_MORPH)
 """Auto mode's detectors in order of preference: the first whose weights are present is used.
 On each photo Auto then prefers the published stages of planner.LEARNED (detect.scratch,
 inpaint.lama, deblur.nafnet) where their files are present now and they fit the time budget."""
@@ -100,7 +103,7 @@ def build_pipeline(config: ServiceConfig | None = None) -> Pipeline:
         log.info("Auto mode will not restore faces: weights %s are not available here",
                  ", ".join(missing))
     auto = AutoMethods(detect=_first_available(registry, DETECT_STAGES),
-                       inpaint="inpaint.telea", large_inpaint=LEARNED["inpaint.telea"],
+                       inpaint=INPAINT_TELEA, large_inpaint=LEARNED[INPAINT_TELEA],
                        face=None if missing else FACE_STAGE, learned=LEARNED, tone=TONE_STAGE,
                        colour=COLOUR_STAGE if registry.is_available(COLOUR_STAGE) else None)
     triage = _first_available(registry, TRIAGE_STAGES)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from restorer import stage_ids
 from restorer.registry import default_registry
 from restorer.stages.base import (DAMAGE_LABELS, TRIAGE_LABELS, Option, Stage, StageKind,
                                   StageOutput, TriageResult, Work)
@@ -173,6 +174,12 @@ def same(a: StageOutput, b: StageOutput) -> bool:
 
 
 # --------------------------------------------------------------------------------- the spec
+def test_the_registry_lists_exactly_the_stage_ids_of_restorer_stage_ids() -> None:
+    assert tuple(spec.id for spec in SPECS) == stage_ids.ALL
+    assert {getattr(stage_ids, name) for name in stage_ids.__all__ if name != "ALL"} == \
+        set(stage_ids.ALL)
+
+
 @pytest.mark.parametrize("stage_id", [spec.id for spec in SPECS])
 def test_spec_is_complete(stage_id: str) -> None:
     spec = default_registry().spec(stage_id)

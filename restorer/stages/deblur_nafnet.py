@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 import numpy as np
 
 from restorer.published import load_descriptor, model_record
+from restorer.stage_ids import DEBLUR_NAFNET
 from restorer.stages.base import Option, ProgressFn, StageKind, StageOutput, StageSpec, Work
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class NafnetDeblur:
     """
 
     spec: ClassVar[StageSpec] = StageSpec(
-        id="deblur.nafnet",
+        id=DEBLUR_NAFNET,
         kind=StageKind.DEBLUR,
         method="nafnet",
         title="NAFNet (GoPro, published)",

@@ -30,6 +30,7 @@ from safetensors import SafetensorError
 
 from restorer.backends import resolve_device, torch_stack
 from restorer.errors import PlanError, WeightsError
+from restorer.stage_ids import INPAINT_GAN
 from restorer.stages.base import Option, ProgressFn, StageKind, StageOutput, StageSpec, Work
 from restorer.stages.inpaint import NavierStokesInpainter
 from restorer.weights import load_safetensors
@@ -70,7 +71,7 @@ class LearnedInpainter:
     """
 
     spec: ClassVar[StageSpec] = StageSpec(
-        id="inpaint.gan",
+        id=INPAINT_GAN,
         kind=StageKind.INPAINT,
         method="gan",
         title="Learned (GAN)",

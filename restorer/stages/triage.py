@@ -22,6 +22,7 @@ import numpy as np
 
 from restorer.errors import PlanError
 from restorer.ops import fit_long_side, luminance
+from restorer.stage_ids import TRIAGE_HEURISTIC
 from restorer.stages.base import (Option, ProgressFn, StageKind, StageOutput, StageSpec,
                                   TriageResult, Work)
 from restorer.stages.deblur import estimate_blur_sigma
@@ -75,7 +76,7 @@ class HeuristicTriage:
     """Stage: blur and crack scores from measurements, no trained model."""
 
     spec: ClassVar[StageSpec] = StageSpec(
-        id="triage.heuristic",
+        id=TRIAGE_HEURISTIC,
         kind=StageKind.TRIAGE,
         method="heuristic",
         title="Heuristic triage",

@@ -49,6 +49,7 @@ from safetensors import safe_open
 
 from restorer.errors import StageUnavailableError
 from restorer.ops import fit_long_side, luminance
+from restorer.stage_ids import TRIAGE_NET
 from restorer.stages.base import (ProgressFn, StageKind, StageOutput, StageSpec, TriageResult,
                                   Work)
 from restorer.stages.deblur import estimate_blur_sigmas
@@ -353,7 +354,7 @@ class NetTriage:
     """Stage: the trained Keras triage network fused with the detector and a blur measure."""
 
     spec: ClassVar[StageSpec] = StageSpec(
-        id="triage.net",
+        id=TRIAGE_NET,
         kind=StageKind.TRIAGE,
         method="net",
         title="Trained triage (Keras + detector)",
