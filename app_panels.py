@@ -137,9 +137,8 @@ def models_panel(models: ModelStatus | None, refresh_s: float) -> None:
                show_progress="hidden", concurrency_limit=None)
 
 
-def controls_panel(pipeline: Pipeline, actions: PageActions) -> tuple[dict[str, Any],
-                                                                        ManualControls,
-                                                                        EditorControls]:
+def controls_panel(pipeline: Pipeline, actions: PageActions
+                   ) -> tuple[dict[str, Any], ManualControls, EditorControls]:
     """The left column: photo, mode, time budget, Manual controls, buttons, examples, editor."""
     photo = gr.Image(label="Old photo", type="filepath", image_mode=None,
                      sources=["upload", "clipboard"], height=360)
@@ -161,7 +160,7 @@ def controls_panel(pipeline: Pipeline, actions: PageActions) -> tuple[dict[str, 
 
 
 def wire_events(actions: PageActions, controls: dict[str, Any], manual: ManualControls,
-          editor: EditorControls, outputs: list[Any]) -> None:
+                editor: EditorControls, outputs: list[Any]) -> None:
     """The events: mode switch, expected-time lines, Restore, Find defects, Inpaint again."""
     controls["mode"].change(lambda m: gr.update(visible=m == "Manual"), controls["mode"],
                             manual.box, api_visibility="private")
