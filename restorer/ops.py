@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["luminance", "fit_long_side", "mask_regions", "Box"]
+__all__ = ["luminance", "is_grey", "keep_grey", "fit_long_side", "mask_regions", "Box"]
 
 Box = tuple[int, int, int, int]  # y0, y1, x0, x1 (half-open)
 
@@ -15,6 +15,26 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 def luminance(image: np.ndarray) -> np.ndarray:
     """float (H, W, 3) RGB [0, 1] -> float32 (H, W) Rec.601 luma in [0, 1]."""
     return np.ascontiguousarray(image @ _LUMA, dtype=np.float32)
+
+
+def is_grey(image: np.ndarray) -> bool:
+    """True when float (H, W, 3) ``image`` has R = G = B at every pixel."""
+    return bool(np.array_equal(image[..., 0], image[..., 1])
+                and np.array_equal(image[..., 1], image[..., 2]))
+
+
+def keep_grey(source: np.ndarray, out: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+    """``out`` (float32 (H, W, 3) [0, 1]) with its luminance in all three channels when
+    ``source`` is grey (only at bool (H, W) ``where`` when given), else ``out`` itself: a
+    network that mixes channels must not tint a grey photo."""
+    if not is_grey(source):
+        return out
+    grey = np.repeat(np.clip(luminance(out), 0.0, 1.0)[..., None], 3, axis=2)
+    if where is None:
+        return grey
+    kept = out.copy()
+    kept[where] = grey[where]
+    return kept
 
 
 def fit_long_side(image: np.ndarray, side: float) -> np.ndarray:

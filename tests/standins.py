@@ -7,11 +7,13 @@ use them check plumbing and contracts, not quality.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-__all__ = ["write_lama", "write_nafnet", "write_scratch", "write_ddcolor", "WRITERS"]
+__all__ = ["write_lama", "write_nafnet", "write_scratch", "write_ddcolor", "WRITERS",
+           "StandinFiles"]
 
 
 def _spandrel_arch(name: str) -> Any:
@@ -82,3 +84,23 @@ WRITERS: dict[str, tuple[str, Callable[[Path], Path]]] = {
     "bopbtl_scratch": ("FT_Epoch_latest.pt", write_scratch),
     "ddcolor_paper_tiny": ("ddcolor_paper_tiny.pth", write_ddcolor),
 }
+
+
+class StandinFiles:
+    """Stand-in files in ``folder`` by manifest weight id, each written once, on first use."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = Path(folder)
+        self._files: dict[str, Path] = {}
+        self._lock = threading.Lock()
+
+    def __contains__(self, weight_id: str) -> bool:
+        return weight_id in WRITERS
+
+    def path(self, weight_id: str) -> Path:
+        """The stand-in file of ``weight_id`` (KeyError when there is no writer for it)."""
+        with self._lock:
+            if weight_id not in self._files:
+                name, write = WRITERS[weight_id]
+                self._files[weight_id] = write(self.folder / name)
+            return self._files[weight_id]

@@ -26,29 +26,17 @@ from restorer.registry import default_registry
 from restorer.stages.base import TriageResult, Work
 from restorer.stages.colour_ddcolor import WEIGHT_ID, DDColorColour, join_lightness, lightness
 from restorer.weights import Manifest, WeightStore, default_manifest_path, load_manifest
-
-try:
-    from tests.standins import write_ddcolor
-except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
-    from standins import write_ddcolor
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
 
 def quiet(fraction: float, text: str) -> None:
     """A progress callback that ignores its reports."""
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _two_torch_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
-def ddcolor_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def ddcolor_file(standin_files) -> Path:
     """A random-initialised DDColor-T saved as the published checkpoints are ({"params": ...})."""
-    return write_ddcolor(tmp_path_factory.mktemp("ddcolor") / "ddcolor_paper_tiny.pth")
+    return standin_files.path("ddcolor_paper_tiny")
 
 
 @pytest.fixture(scope="session")

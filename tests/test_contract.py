@@ -23,11 +23,6 @@ from restorer.stages.base import (DAMAGE_LABELS, TRIAGE_LABELS, Option, Stage, S
                                   StageOutput, TriageResult, Work)
 from restorer.weights import default_manifest_path, load_manifest
 
-try:
-    from tests.standins import WRITERS
-except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
-    from standins import WRITERS
-
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 HEIGHT, WIDTH = 64, 96
 FIELDS = frozenset({"image", "mask", "triage"})
@@ -44,6 +39,7 @@ SLOW = frozenset({"face.gfpgan", "colour.ddcolor", "inpaint.lama", "triage.net"}
 KNOWN_BREACHES: dict[tuple[str, str], str] = {}
 
 SPECS = default_registry().specs()
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
 
 def _params(check: str) -> list[Any]:
@@ -92,30 +88,29 @@ def work(seed: int = 0, *, grey: bool = False) -> Work:
 
 
 class Stages:
-    """Stages of the default registry built once each, with stand-in files where needed."""
+    """Stages of the default registry built once each (bundled files, or the session's
+    stand-ins), and each stage's output on ``work(seed)``, computed once."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, standins: Any) -> None:
         self.folder = folder
+        self.standins = standins
         self.manifest = load_manifest(default_manifest_path())
         self._lock = threading.Lock()
-        self._files: dict[str, Path] = {}
         self._stages: dict[str, Stage] = {}
+        self._solo: dict[tuple[str, int], StageOutput] = {}
         self.registry = default_registry(weight_check=lambda weight_id: True,
                                          weight_path=self.path,
                                          weight_entry=self.manifest.get, device="cpu")
 
     def path(self, weight_id: str) -> Path:
-        """The bundled file of ``weight_id``, or a stand-in written on first use."""
+        """The bundled file of ``weight_id``, or its stand-in."""
         entry = self.manifest.get(weight_id)
         if entry.bundled:
             return WEIGHTS / entry.local_name
-        if weight_id not in self._files:
-            if weight_id not in WRITERS:
-                pytest.skip(f"no stand-in for weight '{weight_id}': add a writer to "
-                            "tests/standins.py")
-            name, write = WRITERS[weight_id]
-            self._files[weight_id] = write(self.folder / name)
-        return self._files[weight_id]
+        if weight_id not in self.standins:
+            pytest.skip(f"no stand-in for weight '{weight_id}': add a writer to "
+                        "tests/standins.py")
+        return self.standins.path(weight_id)
 
     def build(self, stage_id: str) -> Stage:
         with self._lock:
@@ -123,6 +118,13 @@ class Stages:
                 self._stages[stage_id] = (_small_face(self.folder) if stage_id == "face.gfpgan"
                                           else self.registry.build(stage_id))
             return self._stages[stage_id]
+
+    def solo(self, stage_id: str, seed: int, item: Work | None = None) -> StageOutput:
+        """The stage's output on ``work(seed)`` (given as ``item``, or made here), run once
+        alone."""
+        if (stage_id, seed) not in self._solo:
+            self._solo[stage_id, seed] = run(self, stage_id, item or work(seed))
+        return self._solo[stage_id, seed]
 
 
 def _small_face(folder: Path) -> Stage:
@@ -141,18 +143,8 @@ def _small_face(folder: Path) -> Stage:
 
 
 @pytest.fixture(scope="module")
-def stages(tmp_path_factory: pytest.TempPathFactory) -> Stages:
-    return Stages(tmp_path_factory.mktemp("contract-weights"))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _two_torch_threads():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
+def stages(tmp_path_factory: pytest.TempPathFactory, standin_files: Any) -> Stages:
+    return Stages(tmp_path_factory.mktemp("contract-weights"), standin_files)
 
 
 def run(stages: Stages, stage_id: str, item: Work) -> StageOutput:
@@ -203,9 +195,9 @@ def test_spec_is_complete(stage_id: str) -> None:
 # --------------------------------------------------------------------------------- one run
 @pytest.mark.parametrize("stage_id", _params("output"))
 def test_output_types_shapes_and_ranges(stages: Stages, stage_id: str) -> None:
-    item = work()
+    item = work(0)
     before = (item.image.copy(), item.mask.copy())
-    out = run(stages, stage_id, item)
+    out = stages.solo(stage_id, 0, item)
     assert np.array_equal(item.image, before[0]) and np.array_equal(item.mask, before[1]), \
         "the stage modified its input in place"
     spec = stages.build(stage_id).spec
@@ -250,13 +242,14 @@ def test_a_grey_photo_stays_grey(stages: Stages, stage_id: str) -> None:
 
 @pytest.mark.parametrize("stage_id", _params("deterministic"))
 def test_two_runs_give_the_same_result(stages: Stages, stage_id: str) -> None:
-    assert same(run(stages, stage_id, work()), run(stages, stage_id, work()))
+    assert same(stages.solo(stage_id, 0), run(stages, stage_id, work(0)))
 
 
 @pytest.mark.parametrize("stage_id", _params("threads"))
 def test_four_threads_at_once_give_what_one_gives(stages: Stages, stage_id: str) -> None:
-    items = [work(seed) for seed in range(4)]   # different photos: crosstalk would show
-    alone = [run(stages, stage_id, item) for item in items]
+    seeds = [0, 1, 0, 1]   # two different photos: crosstalk would show
+    items = [work(seed) for seed in seeds]
+    alone = [stages.solo(stage_id, seed) for seed in seeds]
     barrier = threading.Barrier(len(items))
     results: list[StageOutput | BaseException | None] = [None] * len(items)
 

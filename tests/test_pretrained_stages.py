@@ -26,40 +26,31 @@ from restorer.weights import Manifest, WeightEntry, WeightStore
 
 try:
     from tests.hub_server import FakeHub
-    from tests.standins import write_lama, write_nafnet, write_scratch
 except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
     from hub_server import FakeHub
-    from standins import write_lama, write_nafnet, write_scratch
 
 SEGNET = Path(__file__).resolve().parents[1] / "weights" / "detector_segnet.safetensors"
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
 
 def quiet(fraction: float, text: str) -> None:
     """A progress callback that ignores its reports."""
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _two_torch_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
-def lama_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def lama_file(standin_files) -> Path:
     """A TorchScript trace of a random-initialised spandrel LaMa(in_nc=4), as big-lama.pt is."""
-    return write_lama(tmp_path_factory.mktemp("lama") / "big-lama.pt")
+    return standin_files.path("big_lama")
 
 
 @pytest.fixture(scope="session")
-def nafnet_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_nafnet(tmp_path_factory.mktemp("nafnet") / "NAFNet-GoPro-width64.pth")
+def nafnet_file(standin_files) -> Path:
+    return standin_files.path("nafnet_gopro_w64")
 
 
 @pytest.fixture(scope="session")
-def scratch_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_scratch(tmp_path_factory.mktemp("scratch") / "FT_Epoch_latest.pt")
+def scratch_file(standin_files) -> Path:
+    return standin_files.path("bopbtl_scratch")
 
 
 def photo(height: int = 96, width: int = 128, seed: int = 0) -> np.ndarray:

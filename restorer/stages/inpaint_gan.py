@@ -30,6 +30,7 @@ from safetensors import SafetensorError
 
 from restorer.backends import resolve_device, torch_stack
 from restorer.errors import PlanError, WeightsError
+from restorer.ops import keep_grey
 from restorer.stage_ids import INPAINT_GAN
 from restorer.stages.base import Option, ProgressFn, StageKind, StageOutput, StageSpec, Work
 from restorer.stages.inpaint import NavierStokesInpainter
@@ -136,5 +137,5 @@ class LearnedInpainter:
             holes = work.mask[y0:y1, x0:x1]
             out[y0:y1, x0:x1][holes] = np.clip(core[holes], 0.0, 1.0)
             progress(0.2 + 0.8 * (index + 1) / len(boxes), f"tile {index + 1} of {len(boxes)}")
-        return StageOutput(image=out, info={"regions": prefill.info["regions"],
-                                            "tiles": len(boxes)})
+        return StageOutput(image=keep_grey(work.image, out, work.mask),
+                           info={"regions": prefill.info["regions"], "tiles": len(boxes)})

@@ -39,7 +39,7 @@ import numpy as np
 
 from restorer.costs import COSTS
 from restorer.errors import PlanError
-from restorer.ops import Box, mask_regions
+from restorer.ops import Box, keep_grey, mask_regions
 from restorer.published import load_descriptor, model_record
 from restorer.stage_ids import INPAINT_LAMA
 from restorer.stages.base import Option, ProgressFn, StageKind, StageOutput, StageSpec, Work
@@ -236,4 +236,4 @@ class LamaInpainter:
             info.update(model_record(WEIGHT_ID, self.entry, ARCHITECTURE, last))
         for message in messages:
             log.info("inpaint.lama: %s", message)
-        return StageOutput(image=out, info=info)
+        return StageOutput(image=keep_grey(work.image, out, work.mask), info=info)
