@@ -10,6 +10,7 @@ with the bundled files. A stage added to the registry is checked here without fu
 
 from __future__ import annotations
 
+import functools
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,11 @@ from restorer.registry import default_registry
 from restorer.stages.base import (DAMAGE_LABELS, TRIAGE_LABELS, Option, Stage, StageKind,
                                   StageOutput, TriageResult, Work)
 from restorer.weights import default_manifest_path, load_manifest
+
+try:
+    from tests.threads_support import at_once
+except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
+    from threads_support import at_once
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 HEIGHT, WIDTH = 64, 96
@@ -250,21 +256,7 @@ def test_four_threads_at_once_give_what_one_gives(stages: Stages, stage_id: str)
     seeds = [0, 1, 0, 1]   # two different photos: crosstalk would show
     items = [work(seed) for seed in seeds]
     alone = [stages.solo(stage_id, seed) for seed in seeds]
-    barrier = threading.Barrier(len(items))
-    results: list[StageOutput | BaseException | None] = [None] * len(items)
-
-    def job(index: int) -> None:
-        barrier.wait()
-        try:
-            results[index] = run(stages, stage_id, items[index])
-        except BaseException as error:  # reported below
-            results[index] = error
-
-    threads = [threading.Thread(target=job, args=(index,)) for index in range(len(items))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = at_once([functools.partial(run, stages, stage_id, item) for item in items])
     for got, want in zip(results, alone):
         assert isinstance(got, StageOutput), got
         assert same(got, want)

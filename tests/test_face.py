@@ -16,7 +16,6 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from restorer.stages.face import (GFPGAN_V14_ARCH, PARSENET_ARCH, WEIGHT_IDS, Fa
 from restorer.stages.triage import HeuristicTriage
 from restorer.tone import analyse_tone
 from restorer.weights import WeightStore
+from threads_support import at_once
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = FaceArchitectures(
@@ -235,21 +235,8 @@ def test_two_threads_at_once_give_the_same_result_as_one(stage, portrait):
     images = [portrait, np.ascontiguousarray(portrait[:288, :352][::-1])]
     alone = [run(stage, image, faces="centre").image for image in images]
     for _ in range(2):
-        barrier = threading.Barrier(len(images))
-        results: list[np.ndarray | BaseException | None] = [None] * len(images)
-
-        def work(index: int) -> None:
-            barrier.wait()
-            try:
-                results[index] = run(stage, images[index], faces="centre").image
-            except BaseException as exc:  # reported below
-                results[index] = exc
-
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(images))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        results = at_once([lambda image=image: run(stage, image, faces="centre").image
+                           for image in images])
         for got, want in zip(results, alone):
             assert isinstance(got, np.ndarray), got
             assert np.array_equal(got, want)
