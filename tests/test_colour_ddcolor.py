@@ -65,6 +65,7 @@ def chroma(image: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------- stage
+@pytest.mark.slow
 def test_colourises_at_working_size_and_keeps_full_resolution_lightness(stage: DDColorColour) -> None:
     image = grey_print()
     options = DDColorColour.spec.resolve_options({"working_size": 256})
@@ -84,6 +85,7 @@ def test_colourises_at_working_size_and_keeps_full_resolution_lightness(stage: D
     assert chroma(grey).max() < 1.0                            # strength 0: still grey
 
 
+@pytest.mark.slow
 def test_a_sepia_print_is_turned_grey_before_colourising(stage: DDColorColour) -> None:
     image = grey_print(96, 128)
     options = DDColorColour.spec.resolve_options({"working_size": 256})
@@ -152,6 +154,7 @@ def test_real_entry_is_unhashed_until_locked_and_never_used() -> None:
     assert entry.sha256 is None and entry.size is None and not entry.bundled
 
 
+@pytest.mark.slow
 def test_builds_from_the_manifest_with_its_sha256_and_refuses_a_wrong_one(
     tmp_path: Path, ddcolor_file: Path
 ) -> None:
@@ -202,6 +205,7 @@ def test_manual_plans_put_colour_last() -> None:
         plan_manual([PlannedStage("colour.ddcolor"), PlannedStage("deblur.rl")], specs)
 
 
+@pytest.mark.slow
 def test_pipeline_keeps_grey_grey_and_sepia_sepia_unless_colourisation_is_asked(ddcolor_file: Path) -> None:
     registry = default_registry(weight_check=lambda w: w == WEIGHT_ID, weight_path=lambda w: ddcolor_file,
                                 device="cpu")
@@ -220,6 +224,7 @@ def test_pipeline_keeps_grey_grey_and_sepia_sepia_unless_colourisation_is_asked(
     assert np.abs(lightness(result.image) - lightness(grey)).mean() < 0.5
 
 
+@pytest.mark.slow
 def test_a_grey_file_is_written_in_colour_only_when_colourised(tmp_path: Path, ddcolor_file: Path) -> None:
     from PIL import Image
 

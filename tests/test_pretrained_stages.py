@@ -61,6 +61,7 @@ def photo(height: int = 96, width: int = 128, seed: int = 0) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------- LaMa
+@pytest.mark.slow
 def test_lama_builds_through_the_hub_and_sha256_and_fills_only_masked_pixels(
     tmp_path: Path, lama_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -101,6 +102,7 @@ def test_lama_refuses_a_file_of_another_architecture(nafnet_file: Path, scratch_
         LamaInpainter(scratch_file, device="cpu")
 
 
+@pytest.mark.slow
 def test_lama_large_masks_go_in_overlapping_windows_and_time_budget_sends_the_rest_to_telea(
     lama_file: Path,
 ) -> None:
@@ -134,6 +136,7 @@ def test_region_widths_and_windows() -> None:
 
 
 # --------------------------------------------------------------------------------------- NAFNet
+@pytest.mark.slow
 def test_nafnet_deblurs_whole_photo_tiled_and_refuses_lama(nafnet_file: Path, lama_file: Path) -> None:
     stage = NafnetDeblur(nafnet_file, device="cpu")
     image = photo(80, 100)
@@ -194,6 +197,7 @@ def test_scratch_unet_keys_match_the_published_checkpoint_layout() -> None:
 
 
 # --------------------------------------------------------------------------------------- Auto
+@pytest.mark.slow
 def test_auto_picks_lama_when_its_file_is_present_and_telea_when_not(tmp_path: Path, lama_file: Path) -> None:
     import dataclasses
     import shutil
