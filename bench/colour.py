@@ -30,21 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-
-def standin(path: Path) -> None:
-    """Save a random-initialised DDColor-T as {"params": state_dict} at ``path``."""
-    import warnings
-
-    import torch
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        from spandrel_extra_arches.architectures.DDColor import DDColor
-    torch.manual_seed(0)
-    model = DDColor(encoder_name="convnext-t", decoder_name="MultiScaleColorDecoder",
-                    input_size=(512, 512), num_output_channels=2, last_norm="Spectral",
-                    num_queries=100, num_scales=3, dec_layers=9, nf=512)
-    torch.save({"params": model.state_dict()}, path)
+from tests.standins import write_ddcolor  # noqa: E402  (random DDColor-T, the test's stand-in)
 
 
 def photo(width: int, height: int) -> np.ndarray:
@@ -103,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         weights = Path(folder) / "ddcolor_paper_tiny.pth"
         with context.Pool(1) as pool:  # in a child: the parent's peak RSS is inherited
-            pool.apply(standin, (weights,))
+            pool.apply(write_ddcolor, (weights,))
         print(f"colour.ddcolor, stand-in DDColor-T ({weights.stat().st_size / 1e6:.0f} MB), "
               f"photo {width}x{height}, CPU, {args.threads} torch threads, median of {args.repeats}")
         print(f"{'working size':<14}{'load s':>8}{'run s':>8}{'peak RSS MB':>13}")

@@ -54,7 +54,7 @@ from restorer.stages.inpaint import (BiharmonicInpainter, NavierStokesInpainter,
                                      TeleaInpainter)
 from restorer.stages.inpaint_exemplar import ExemplarInpainter  # noqa: E402
 from restorer.stages.inpaint_gan import WEIGHT_ID, LearnedInpainter  # noqa: E402
-from restorer.train.inpaint import heldout_masks  # noqa: E402
+from restorer.train.inpaint import heldout_masks, read_hole_mask  # noqa: E402
 from restorer.weights import WeightStore, default_manifest_path, load_manifest  # noqa: E402
 
 FAMILIES = ("cracks", "square", "irregular")
@@ -93,7 +93,7 @@ def photos(data: Path, faces: int, natural: int, seed: int) -> list[tuple[str, s
 
 def irregular_pool(data: Path) -> list[np.ndarray]:
     """Held-out irregular masks (bool 512 x 512) with a 10-40 % hole."""
-    masks = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 127 for p in heldout_masks(data)]
+    masks = [read_hole_mask(p) for p in heldout_masks(data)]
     return [m for m in masks if 0.10 <= m.mean() <= 0.40]
 
 

@@ -59,7 +59,7 @@ from restorer.ops import fit_long_side  # noqa: E402
 from restorer.stages.base import Work  # noqa: E402
 from restorer.stages.deblur import RichardsonLucyDeblur  # noqa: E402
 from restorer.stages.inpaint import NavierStokesInpainter, TeleaInpainter  # noqa: E402
-from restorer.train.inpaint import heldout_masks  # noqa: E402
+from restorer.train.inpaint import heldout_masks, read_hole_mask  # noqa: E402
 from restorer.weights import WeightStore, default_manifest_path, load_manifest  # noqa: E402
 
 SEGNET = REPO / "weights" / "detector_segnet.safetensors"
@@ -201,8 +201,8 @@ def hole_mask(data: Path, index: int, shape: tuple[int, int]) -> np.ndarray:
     files = heldout_masks(data)
     if not files:
         raise SystemExit(f"no irregular masks under {data / 'masks' / 'irregular'}")
-    mask = cv2.imread(str(files[index % len(files)]), cv2.IMREAD_GRAYSCALE)
-    return cv2.resize(mask, shape[::-1], interpolation=cv2.INTER_NEAREST) > 127
+    mask = read_hole_mask(files[index % len(files)]).astype(np.uint8)
+    return cv2.resize(mask, shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
 
 
 def scores(clean: np.ndarray, image: np.ndarray, where: np.ndarray | None) -> tuple[float, float]:

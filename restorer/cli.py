@@ -20,6 +20,7 @@ from restorer.errors import ExitCode, OutputPathError, RestorerError, Terminated
 from restorer.planner import MASK_MODES
 from restorer.settings import (DEFAULT_MAX_PIXELS, DEFAULT_TIME_BUDGET, DEVICE_ENV, PRECISION_ENV,
                                PRECISIONS, THREADS_ENV, Settings, build_settings)
+from restorer.stage_ids import COLOUR_DDCOLOR, DEBLUR_RL, FACE_GFPGAN, TONE_RESTORE
 
 if TYPE_CHECKING:  # the pipeline's modules import OpenCV and torch: only when a command runs
     from restorer.jobs import JobSettings, Outputs
@@ -131,10 +132,10 @@ def parse_stages(text: str, pipeline: Pipeline, options: dict[str, dict[str, obj
     registry = pipeline.registry
     defaults = {StageKind.DETECT.value: pipeline.auto.detect,
                 StageKind.INPAINT.value: pipeline.auto.inpaint,
-                StageKind.TONE.value: "tone.restore",
-                StageKind.DEBLUR.value: "deblur.rl",
-                StageKind.FACE.value: "face.gfpgan",
-                StageKind.COLOUR.value: "colour.ddcolor"}
+                StageKind.TONE.value: TONE_RESTORE,
+                StageKind.DEBLUR.value: DEBLUR_RL,
+                StageKind.FACE.value: FACE_GFPGAN,
+                StageKind.COLOUR.value: COLOUR_DDCOLOR}
     planned = []
     for item in (part.strip() for part in text.split(",")):
         if not item:

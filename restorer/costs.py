@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
+from restorer.stage_ids import (DEBLUR_NAFNET, DEBLUR_RL, DETECT_SCRATCH, DETECT_SEGNET,
+                                INPAINT_LAMA, INPAINT_TELEA)
 
 __all__ = ["StageCost", "COSTS", "FALLBACKS", "LAMA_PASS_MP", "AutoFit", "expected_seconds",
            "fit_auto", "describe_expected"]
@@ -49,18 +51,18 @@ LAMA_PASS_MP = 512 * 512 / 1e6
 COSTS: Mapping[str, StageCost] = {
     # bench/pretrained.py --weights standin, 2-core CPU, 2 torch threads (2026-12-07): see
     # weights/lama.md, weights/nafnet.md, weights/bopbtl_scratch.md. No GPU was available here.
-    "inpaint.lama": StageCost(cpu_s_per_mp=16.8, gpu_s_per_mp=None),
-    "deblur.nafnet": StageCost(cpu_s_per_mp=31.7, gpu_s_per_mp=None),
-    "detect.scratch": StageCost(cpu_s_per_mp=24.3, gpu_s_per_mp=None, max_mp=1.0),
+    INPAINT_LAMA: StageCost(cpu_s_per_mp=16.8, gpu_s_per_mp=None),
+    DEBLUR_NAFNET: StageCost(cpu_s_per_mp=31.7, gpu_s_per_mp=None),
+    DETECT_SCRATCH: StageCost(cpu_s_per_mp=24.3, gpu_s_per_mp=None, max_mp=1.0),
 }
 """Declared costs of the learned stages that Auto weighs against its time budget."""
 
-FALLBACKS: Mapping[str, str] = {"inpaint.lama": "inpaint.telea", "deblur.nafnet": "deblur.rl",
-                                "detect.scratch": "detect.segnet"}
+FALLBACKS: Mapping[str, str] = {INPAINT_LAMA: INPAINT_TELEA, DEBLUR_NAFNET: DEBLUR_RL,
+                                DETECT_SCRATCH: DETECT_SEGNET}
 """The classical (or cheaper) stage Auto runs instead of each learned one."""
 
-_TITLES = {"inpaint.lama": "LaMa inpainting", "deblur.nafnet": "NAFNet deblurring",
-           "detect.scratch": "the scratch detector (BOPBTL)"}
+_TITLES = {INPAINT_LAMA: "LaMa inpainting", DEBLUR_NAFNET: "NAFNet deblurring",
+           DETECT_SCRATCH: "the scratch detector (BOPBTL)"}
 _PULL = "python -m restorer weights pull"
 
 
@@ -82,7 +84,7 @@ def expected_seconds(stage_id: str, megapixels: float, device: str,
     cost = costs.get(stage_id)
     if cost is None:
         return None
-    return cost.seconds(LAMA_PASS_MP if stage_id == "inpaint.lama" else megapixels, device)
+    return cost.seconds(LAMA_PASS_MP if stage_id == INPAINT_LAMA else megapixels, device)
 
 
 def describe_expected(stage_id: str, megapixels: float, device: str,
@@ -94,7 +96,7 @@ def describe_expected(stage_id: str, megapixels: float, device: str,
     seconds = expected_seconds(stage_id, megapixels, device, costs)
     where = "this CPU" if device == "cpu" else f"this {device.upper()} device"
     what = ("per filled region (one 512 px pass; wide tears over a large photo take several)"
-            if stage_id == "inpaint.lama" else f"for a {megapixels:.1f} MP photo")
+            if stage_id == INPAINT_LAMA else f"for a {megapixels:.1f} MP photo")
     if seconds is None:
         return f"{_TITLES[stage_id]}: cost on {where} not measured yet {what}."
     return f"{_TITLES[stage_id]}: about {seconds:.0f} s on {where} {what}."
@@ -143,7 +145,7 @@ def fit_auto(stages: Sequence[str], *, available: Callable[[str], bool], megapix
             continue
         chosen.append(stage)
         if left is not None:
-            if stage == "inpaint.lama":
+            if stage == INPAINT_LAMA:
                 options[stage] = {"time_budget": round(left, 1)}
             left -= seconds or 0.0
     return AutoFit(tuple(chosen), options, tuple(notes), tuple(skipped))

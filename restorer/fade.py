@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from restorer.tone import ToneKind, _thumbnail, analyse_tone
+from restorer.ops import fit_long_side, luminance
+from restorer.tone import MEASURE_SIDE, ToneKind, analyse_tone
 
 __all__ = ["FadeMeasure", "measure_fade", "fade_probability", "faded_label"]
 
@@ -68,10 +69,10 @@ class FadeMeasure:
 def measure_fade(image: np.ndarray, region: np.ndarray | None = None) -> FadeMeasure:
     """Measure float32 (H, W, 3) [0, 1] ``image`` (only where bool (H, W) ``region`` is True:
     e.g. the print without its mount)."""
-    small = _thumbnail(image)
+    small = fit_long_side(image, MEASURE_SIDE)
     lab = cv2.cvtColor(np.ascontiguousarray(small, dtype=np.float32), cv2.COLOR_RGB2Lab)
     pixels = lab.reshape(-1, 3)
-    luma = small.reshape(-1, 3) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    luma = luminance(small).reshape(-1)
     if region is not None:
         keep = cv2.resize(region.astype(np.uint8), small.shape[1::-1],
                           interpolation=cv2.INTER_NEAREST).reshape(-1) > 0

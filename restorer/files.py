@@ -13,11 +13,12 @@ import os
 import signal
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from restorer.errors import OutputError, OutputPathError
 
-__all__ = ["write_bytes", "write_text", "write_all", "same_file", "check_writable_folder"]
+__all__ = ["write_bytes", "write_text", "write_all", "write_with", "same_file",
+           "check_writable_folder"]
 
 #: Mode of written files (mkstemp makes 0600; a saved photo or report is an ordinary file).
 _FILE_MODE = 0o644
@@ -32,6 +33,27 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def write_text(path: str | os.PathLike, text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically; returns the path."""
     return write_bytes(path, text.encode("utf-8"))
+
+
+def write_with(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+    """Have ``write`` make the file at a hidden temporary path beside ``path`` (with the same
+    suffix, for writers that choose the format by it, as Keras does), then rename it over
+    ``path``; returns the path. On any failure the temporary file is removed and ``path`` is
+    untouched; an OS error is raised as OutputError naming ``path``."""
+    path = Path(path)
+    created: list[Path] = []
+    _write_temporary(path, b"", created, suffix=path.suffix or ".tmp")
+    try:
+        write(created[0])
+        os.chmod(created[0], _FILE_MODE)
+        os.replace(created[0], path)
+    except OSError as exc:
+        created[0].unlink(missing_ok=True)
+        raise OutputError(f"cannot write '{path}': {_reason(exc)}") from None
+    except BaseException:
+        created[0].unlink(missing_ok=True)
+        raise
+    return path
 
 
 def write_all(files: Sequence[tuple[Path, bytes]]) -> None:
@@ -60,14 +82,15 @@ def write_all(files: Sequence[tuple[Path, bytes]]) -> None:
         raise
 
 
-def _write_temporary(path: Path, data: bytes, created: list[Path]) -> None:
-    """``data`` in a hidden temporary file beside ``path``, flushed to disk; its name is
-    appended to ``created`` as soon as it exists (signals are held until then), so the
-    caller can always remove it."""
+def _write_temporary(path: Path, data: bytes, created: list[Path], *,
+                     suffix: str = ".tmp") -> None:
+    """``data`` in a hidden temporary file beside ``path`` (name ending in ``suffix``), flushed
+    to disk; its name is appended to ``created`` as soon as it exists (signals are held until
+    then), so the caller can always remove it."""
     held = {signal.SIGINT, signal.SIGTERM}
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
     try:
-        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
         created.append(Path(name))
     except OSError as exc:
         raise OutputError(f"cannot write '{path}': {_reason(exc)}") from None

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from restorer.errors import RestorerError
+from restorer.stage_ids import DEBLUR_NAFNET, DETECT_SCRATCH, FACE_GFPGAN, INPAINT_LAMA
 
 if TYPE_CHECKING:
     from restorer.weights import WeightEntry, WeightStore
@@ -33,7 +34,7 @@ __all__ = ["DEFAULT_STAGES", "ModelState", "ModelRow", "ModelStatus", "default_i
 
 log = logging.getLogger(__name__)
 
-DEFAULT_STAGES = ("inpaint.lama", "deblur.nafnet", "detect.scratch", "face.gfpgan")
+DEFAULT_STAGES = (INPAINT_LAMA, DEBLUR_NAFNET, DETECT_SCRATCH, FACE_GFPGAN)
 """Stages whose files the app pulls at start when they are missing (the published models)."""
 
 _PULL = "python -m restorer weights pull"

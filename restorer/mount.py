@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from restorer.ops import fit_long_side
+
 __all__ = ["PrintRegion", "find_print", "crop_to_print"]
 
 #: A line belongs to the mount when at least this share of its pixels lie within _COLOUR_TOL
@@ -57,9 +59,7 @@ def find_print(image: np.ndarray) -> PrintRegion:
     scale = _WORK_SIDE / max(height, width)
     if scale >= 1.0:
         return _find(image)
-    small = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
-                       interpolation=cv2.INTER_AREA)
-    found = _find(small)
+    found = _find(fit_long_side(image, _WORK_SIDE))
     if not found.mounted:
         return _whole(height, width)
     mask = cv2.resize(found.mask.astype(np.uint8), (width, height),

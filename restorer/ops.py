@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-__all__ = ["luminance", "fit_long_side", "mask_regions", "Box"]
+__all__ = ["luminance", "is_grey", "keep_grey", "fit_long_side", "mask_regions", "Box"]
 
 Box = tuple[int, int, int, int]  # y0, y1, x0, x1 (half-open)
 
@@ -17,15 +17,36 @@ def luminance(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image @ _LUMA, dtype=np.float32)
 
 
-def fit_long_side(image: np.ndarray, side: int) -> np.ndarray:
-    """Float (H, W, 3) [0, 1] shrunk (area) so its long side is at most ``side``; never enlarged.
+def is_grey(image: np.ndarray) -> bool:
+    """True when float (H, W, 3) ``image`` has R = G = B at every pixel."""
+    return bool(np.array_equal(image[..., 0], image[..., 1])
+                and np.array_equal(image[..., 1], image[..., 2]))
 
-    Returns float32 (h, w, 3) in [0, 1], contiguous.
+
+def keep_grey(source: np.ndarray, out: np.ndarray, where: np.ndarray | None = None) -> np.ndarray:
+    """``out`` (float32 (H, W, 3) [0, 1]) with its luminance in all three channels when
+    ``source`` is grey (only at bool (H, W) ``where`` when given), else ``out`` itself: a
+    network that mixes channels must not tint a grey photo."""
+    if not is_grey(source):
+        return out
+    grey = np.repeat(np.clip(luminance(out), 0.0, 1.0)[..., None], 3, axis=2)
+    if where is None:
+        return grey
+    kept = out.copy()
+    kept[where] = grey[where]
+    return kept
+
+
+def fit_long_side(image: np.ndarray, side: float) -> np.ndarray:
+    """Float (H, W) or (H, W, C) [0, 1] shrunk (area) so its long side is at most ``side``;
+    never enlarged (then only made float32 and contiguous).
+
+    Returns float32 (h, w[, C]) in [0, 1], contiguous; each side at least 1 px.
     """
     height, width = image.shape[:2]
     scale = side / max(height, width)
     if scale < 1.0:
-        image = cv2.resize(image, (round(width * scale), round(height * scale)),
+        image = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
                            interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(np.clip(image, 0.0, 1.0), dtype=np.float32)
 

@@ -18,6 +18,7 @@ from restorer.planner import (AutoBudget, AutoMethods, Plan, PlannedStage, apply
 from restorer.registry import Registry
 from restorer.runtime import record_of
 from restorer.settings import DEFAULT_TIME_BUDGET
+from restorer.stage_ids import TRIAGE_HEURISTIC
 from restorer.stages.base import StageKind, StageOutput, TriageResult, Work
 from restorer.tone import Tone, analyse_tone, apply_tone
 
@@ -147,7 +148,7 @@ class Pipeline:
         self,
         registry: Registry,
         *,
-        triage_id: str = "triage.heuristic",
+        triage_id: str = TRIAGE_HEURISTIC,
         auto: AutoMethods = AutoMethods(),
         weight_versions: Mapping[str, str] | None = None,
         time_budget: float | None = DEFAULT_TIME_BUDGET,

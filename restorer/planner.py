@@ -12,6 +12,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from restorer.costs import AutoFit, fit_auto
 from restorer.errors import PlanError
+from restorer.stage_ids import (DEBLUR_NAFNET, DEBLUR_RL, DETECT_MORPH, DETECT_SCRATCH,
+                                DETECT_SEGNET, INPAINT_LAMA, INPAINT_TELEA)
 from restorer.stages.base import StageKind, StageSpec, TriageResult
 
 __all__ = ["PlannedStage", "Plan", "AutoMethods", "AutoBudget", "LEARNED", "MASK_MODES",
@@ -56,9 +58,9 @@ class AutoMethods:
     and its expected time fits the budget (see :func:`fit_learned`); empty: never.
     """
 
-    detect: str = "detect.morph"
-    inpaint: str = "inpaint.telea"
-    deblur: str | None = "deblur.rl"
+    detect: str = DETECT_MORPH
+    inpaint: str = INPAINT_TELEA
+    deblur: str | None = DEBLUR_RL
     face: str | None = None
     large_inpaint: str | None = None
     tone: str | None = None
@@ -66,8 +68,8 @@ class AutoMethods:
     learned: Mapping[str, str] = field(default_factory=dict)
 
 
-LEARNED: Mapping[str, str] = {"detect.segnet": "detect.scratch", "inpaint.telea": "inpaint.lama",
-                              "deblur.rl": "deblur.nafnet"}
+LEARNED: Mapping[str, str] = {DETECT_SEGNET: DETECT_SCRATCH, INPAINT_TELEA: INPAINT_LAMA,
+                              DEBLUR_RL: DEBLUR_NAFNET}
 """The published stages Auto prefers over each classical one (restorer.service uses these)."""
 
 

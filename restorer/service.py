@@ -16,6 +16,9 @@ from restorer.planner import LEARNED, AutoMethods
 from restorer.registry import Registry, default_registry
 from restorer.runtime import check_precision
 from restorer.settings import DEVICE_ENV, Settings
+from restorer.stage_ids import (COLOUR_DDCOLOR, DETECT_MORPH, DETECT_PRINT, DETECT_SEGNET,
+                                FACE_GFPGAN, INPAINT_TELEA, TONE_RESTORE, TRIAGE_HEURISTIC,
+                                TRIAGE_NET)
 from restorer.weights import WeightStore, build_store
 
 __all__ = ["AUTO_FALLBACKS", "DEVICE_ENV", "PixelGate", "ServiceConfig", "Settings",
@@ -26,20 +29,20 @@ log = logging.getLogger(__name__)
 ServiceConfig = Settings
 """The former name of :class:`restorer.settings.Settings`, kept for callers."""
 
-FACE_STAGE = "face.gfpgan"
-TONE_STAGE = "tone.restore"
+FACE_STAGE = FACE_GFPGAN
+TONE_STAGE = TONE_RESTORE
 """Auto's tone stage, when triage finds a grey or toned print faded (restorer.fade.faded_label)."""
-COLOUR_STAGE = "colour.ddcolor"
+COLOUR_STAGE = COLOUR_DDCOLOR
 """Colourisation when asked for (never by default), when its weights are present."""
-TRIAGE_STAGES = ("triage.net", "triage.heuristic")
+TRIAGE_STAGES = (TRIAGE_NET, TRIAGE_HEURISTIC)
 """Triage stages in order of preference: the first whose weights are present is used."""
-DETECT_STAGES = ("detect.print", "detect.segnet", "detect.morph")
+DETECT_STAGES = (DETECT_PRINT, DETECT_SEGNET, DETECT_MORPH)
 """Auto mode's detectors in order of preference: the first whose weights are present is used.
 On each photo Auto then prefers the published stages of planner.LEARNED (detect.scratch,
 inpaint.lama, deblur.nafnet) where their files are present now and they fit the time budget."""
-AUTO_FALLBACKS: dict[str, str | None] = {"triage.net": "triage.heuristic",
-                                         "detect.print": "detect.segnet",
-                                         "detect.segnet": "detect.morph", FACE_STAGE: None}
+AUTO_FALLBACKS: dict[str, str | None] = {TRIAGE_NET: TRIAGE_HEURISTIC,
+                                         DETECT_PRINT: DETECT_SEGNET,
+                                         DETECT_SEGNET: DETECT_MORPH, FACE_STAGE: None}
 """What Auto runs instead of a stage whose files are here but that fails to build (None: the
 step is skipped with a note); the published stages fall back as planner.LEARNED says."""
 
@@ -74,7 +77,7 @@ def build_pipeline(config: Settings | None = None) -> Pipeline:
         log.info("Auto mode will not restore faces: weights %s are not available here",
                  ", ".join(missing))
     auto = AutoMethods(detect=_first_available(registry, DETECT_STAGES),
-                       inpaint="inpaint.telea", large_inpaint=LEARNED["inpaint.telea"],
+                       inpaint=INPAINT_TELEA, large_inpaint=LEARNED[INPAINT_TELEA],
                        face=None if missing else FACE_STAGE, learned=LEARNED, tone=TONE_STAGE,
                        colour=COLOUR_STAGE if registry.is_available(COLOUR_STAGE) else None)
     triage = _first_available(registry, TRIAGE_STAGES)

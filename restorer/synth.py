@@ -13,6 +13,8 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from restorer.ops import luminance
+
 __all__ = [
     "TRUTH_ALPHA",
     "Damaged",
@@ -434,7 +436,7 @@ def age(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Toning and fading of an old print (not damage): float32 (H, W, 3) [0, 1]."""
     out = image
     if rng.random() < 0.5:
-        grey = out @ np.array([0.299, 0.587, 0.114], np.float32)
+        grey = luminance(out)
         tint = (np.array([1.0, 1.0, 1.0], np.float32) if rng.random() < 0.4 else
                 np.array([1.0, rng.uniform(0.82, 0.95), rng.uniform(0.6, 0.85)], np.float32))
         out = grey[..., None] * tint

@@ -14,11 +14,15 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from restorer.ops import fit_long_side, luminance
+
 __all__ = ["Tone", "analyse_tone", "apply_tone"]
 
 ToneKind = Literal["colour", "grayscale", "toned"]
 
 _BINS = 32
+#: Long side (px) of the copy a tone (and restorer.fade a fade) is measured on.
+MEASURE_SIDE = 512
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ def analyse_tone(image: np.ndarray, *, gray_tol: float = 1.0 / 255.0) -> Tone:
     Grayscale: the channels differ by at most ``gray_tol`` almost everywhere. Toned: the chroma
     is explained by lightness alone (residual a*/b* spread small against the tint itself).
     """
-    small = _thumbnail(image)
+    small = fit_long_side(image, MEASURE_SIDE)
     spread = small.max(axis=2) - small.min(axis=2)
     if np.quantile(spread, 0.995) <= gray_tol:
         return Tone("grayscale")
@@ -67,7 +71,7 @@ def apply_tone(image: np.ndarray, tone: Tone) -> np.ndarray:
     if tone.kind == "colour":
         return image
     if tone.kind == "grayscale":
-        gray = image @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        gray = luminance(image)
         return np.repeat(np.clip(gray, 0.0, 1.0)[..., None], 3, axis=2).astype(np.float32)
     lab = _lab(image)
     lightness = lab[..., 0]
@@ -75,15 +79,6 @@ def apply_tone(image: np.ndarray, tone: Tone) -> np.ndarray:
     lab[..., 2] = np.interp(lightness, _centres(), np.asarray(tone.b_curve))
     out = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)
     return np.clip(out, 0.0, 1.0).astype(np.float32)
-
-
-def _thumbnail(image: np.ndarray, side: int = 512) -> np.ndarray:
-    height, width = image.shape[:2]
-    scale = side / max(height, width)
-    if scale >= 1.0:
-        return image
-    size = (max(1, round(width * scale)), max(1, round(height * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def _centres() -> np.ndarray:

@@ -23,6 +23,29 @@ def _quiet_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(cache / "keras"))
 
 
+@pytest.fixture(scope="module")
+def two_torch_threads():
+    """Two torch intra-op threads for a module's tests (restored afterwards); use with
+    ``pytestmark = pytest.mark.usefixtures("two_torch_threads")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def standin_files(tmp_path_factory):
+    """The stand-in weight files of tests/standins.py, each written on first use and shared by
+    every test of the session (some take 200 MB and seconds to write)."""
+    try:
+        from tests.standins import StandinFiles
+    except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.path
+        from standins import StandinFiles
+    return StandinFiles(tmp_path_factory.mktemp("standins"))
+
+
 @pytest.fixture(scope="session")
 def photos() -> dict[str, np.ndarray]:
     """Clean float32 (H, W, 3) photos: astronaut, coffee, chelsea, camera (gray)."""

@@ -28,6 +28,7 @@ def _outputs(tmp_path: Path) -> list[str]:
             str(out / "r.json")]
 
 
+@pytest.mark.slow
 def test_failing_report_write_leaves_no_photo(photo, tmp_path, capsys, monkeypatch):
     real = files._write_temporary
 
@@ -82,6 +83,7 @@ os.fsync = _fsync_then_signal
 
 @pytest.mark.parametrize("name, code, word", [("SIGTERM", ExitCode.TERMINATED, "terminated"),
                                               ("SIGINT", ExitCode.INTERRUPTED, "interrupted")])
+@pytest.mark.slow
 def test_signal_during_save_leaves_nothing(name, code, word, photo, tmp_path):
     before = photo.read_bytes()
     result = run_cli(["restore", photo, *_outputs(tmp_path), *FAST],

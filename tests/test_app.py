@@ -86,6 +86,7 @@ def check_labels(labels, report):
 # ------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_named_endpoints_are_the_public_api(client):
     api = client.view_api(print_info=False, return_format="dict")
     assert set(api["named_endpoints"]) == {"/restore", "/detect", "/models"}
@@ -96,6 +97,7 @@ def test_named_endpoints_are_the_public_api(client):
     assert api["named_endpoints"]["/models"]["parameters"] == []
 
 
+@pytest.mark.slow
 def test_models_panel_lists_each_file_with_state_licence_and_size(client):
     table = client.predict(api_name="/models")
     rows = {row[0]: row for row in table["data"]}
@@ -108,6 +110,7 @@ def test_models_panel_lists_each_file_with_state_licence_and_size(client):
     assert "weights lock" in rows["bopbtl_scratch"][2]
 
 
+@pytest.mark.slow
 def test_restore_auto_inpaints_only_the_detected_cracks(client, cracked):
     photo, damaged, before = cracked
     out = unpack(restore(client, photo, "Auto"))
@@ -151,6 +154,7 @@ def test_restore_auto_inpaints_only_the_detected_cracks(client, cracked):
                                            for p in out["slider"])
 
 
+@pytest.mark.slow
 def test_face_stage_without_weights_says_how_to_get_them(client, cracked):
     """No face weights here: the page lists the stage as unavailable and a run says why."""
     info = client.view_api(print_info=False, return_format="dict")
@@ -162,6 +166,7 @@ def test_face_stage_without_weights_says_how_to_get_them(client, cracked):
                        *FACE_DEFAULTS, api_name="/restore")
 
 
+@pytest.mark.slow
 def test_manual_inpaint_without_mask_is_refused(client, cracked):
     with pytest.raises(AppError) as caught:
         restore(client, cracked[0], "Manual", kinds=["inpaint"])
@@ -169,6 +174,7 @@ def test_manual_inpaint_without_mask_is_refused(client, cracked):
     assert "needs a defect mask" in message and "Traceback" not in message
 
 
+@pytest.mark.slow
 def test_manual_inpaint_with_uploaded_mask_changes_only_that_square(client, cracked, tmp_path):
     photo, _, before = cracked
     square = np.zeros(before.shape[:2], np.uint8)
@@ -191,6 +197,7 @@ def test_manual_inpaint_with_uploaded_mask_changes_only_that_square(client, crac
     assert (changed[inside] > 0).mean() > 0.5
 
 
+@pytest.mark.slow
 def test_mask_of_another_size_is_refused(client, cracked, tmp_path):
     mask_path = tmp_path / "small.png"
     Image.new("L", (100, 80), 255).save(mask_path)
@@ -199,6 +206,7 @@ def test_mask_of_another_size_is_refused(client, cracked, tmp_path):
     assert "100x80" in str(caught.value) and "512x512" in str(caught.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fill, words", [(0, "marks no defect"), (255, "marks 100% of the photo")])
 def test_empty_and_all_white_masks_are_refused_in_the_page(client, cracked, tmp_path, fill,
                                                            words):
@@ -208,6 +216,7 @@ def test_empty_and_all_white_masks_are_refused_in_the_page(client, cracked, tmp_
         restore(client, cracked[0], "Manual", kinds=["inpaint"], mask=mask_path)
 
 
+@pytest.mark.slow
 def test_detect_returns_labels_and_mask_and_leaves_the_photo(client, cracked):
     photo, damaged, before = cracked
     out = unpack(client.predict(handle_file(str(photo)), "detect.morph", 0.5,
@@ -225,6 +234,7 @@ def test_detect_returns_labels_and_mask_and_leaves_the_photo(client, cracked):
     assert (pixels(out["restored"]) == before).all(), "/detect must not change the photo"
 
 
+@pytest.mark.slow
 def test_detect_sensitivity_reaches_the_detector(client, cracked):
     low = client.predict(handle_file(str(cracked[0])), "detect.morph", 0.1, api_name="/detect")
     high = client.predict(handle_file(str(cracked[0])), "detect.morph", 0.9, api_name="/detect")
@@ -243,6 +253,7 @@ def not_an_image(tmp_path):
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("slot", ["photo", "mask"])
 def test_text_file_named_png_is_refused_as_not_an_image(client, cracked, not_an_image, slot):
     """restorer's boundary judges the upload (not PIL inside gradio's preprocessing): the
@@ -258,6 +269,7 @@ def test_text_file_named_png_is_refused_as_not_an_image(client, cracked, not_an_
     assert "Traceback" not in message and "/" not in message.split("(supported")[0]
 
 
+@pytest.mark.slow
 def test_files_not_uploaded_through_the_app_are_refused(server, cracked):
     """The endpoints skip gradio's image preprocessing; gradio must still refuse a path the
     caller did not upload (else any readable file on the server could be sent in)."""
@@ -284,6 +296,7 @@ def test_importing_restorer_pulls_in_no_ui_or_heavy_model_packages():
     assert json.loads(done.stdout.strip().replace("'", '"')) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(REFUSED))
 def test_bad_upload_corpus_gets_its_message_in_the_page(client, kind, tmp_path):
     """Every refused kind of tests/test_bad_uploads.py, uploaded to the page: an app error
@@ -298,13 +311,13 @@ def test_bad_upload_corpus_gets_its_message_in_the_page(client, kind, tmp_path):
 
 
 def test_session_uploads_are_deleted_with_the_last_session_using_them(tmp_path):
-    import app
+    from restorer.page import SessionUploads
 
     shared, own = tmp_path / "a" / "photo.png", tmp_path / "b" / "photo.png"
     for path in (shared, own):
         path.parent.mkdir()
         path.write_bytes(b"x")
-    uploads = app.SessionUploads()
+    uploads = SessionUploads()
     uploads.add("s1", str(shared))
     uploads.add("s2", str(shared))  # the same content, uploaded by another tab
     uploads.add("s2", str(own))
@@ -321,8 +334,9 @@ def test_session_uploads_are_deleted_with_the_last_session_using_them(tmp_path):
 def test_cache_janitor_deletes_old_files_and_folders_but_keeps_examples(tmp_path):
     import time
 
-    import app
     import gradio as gr
+
+    from restorer.page import CacheJanitor
 
     def cached(name: str) -> Path:
         path = tmp_path / name / "photo.png"
@@ -338,7 +352,7 @@ def test_cache_janitor_deletes_old_files_and_folders_but_keeps_examples(tmp_path
         image = gr.Image()
     image.keep_in_cache = {str(example)}
     demo.temp_file_sets.append({str(old), str(new)})
-    janitor = app.CacheJanitor(demo, tmp_path, keep_seconds=0.2)
+    janitor = CacheJanitor(demo, tmp_path, keep_seconds=0.2)
     assert janitor.sweep(now=now + 0.05) == 1
     assert not old.exists() and not old.parent.exists()  # the file and its emptied folder
     assert example.exists() and new.exists()
@@ -349,13 +363,14 @@ def test_time_budget_field_and_expected_time_line():
     import app
     from restorer.costs import COSTS
     from restorer.errors import RestorerError
+    from restorer.page import parse_time_budget
     from restorer.service import ServiceConfig, build_pipeline
 
-    assert app._time_budget(None) == float("inf") and app._time_budget("") == float("inf")
-    assert app._time_budget(12) == 12.0
+    assert parse_time_budget(None) == float("inf") and parse_time_budget("") == float("inf")
+    assert parse_time_budget(12) == 12.0
     for bad in (-1, "soon"):
         with pytest.raises(RestorerError, match="time budget"):
-            app._time_budget(bad)
+            parse_time_budget(bad)
     actions = app.PageActions(build_pipeline(ServiceConfig(offline=True, device="cpu")),
                               app.AppSettings())
     line = actions.expected("deblur.nafnet")

@@ -34,6 +34,8 @@ from restorer.service import ServiceConfig, build_pipeline  # noqa: E402
 from tests.batch_support import BAD, BrokenWorker, DyingWorker, ledger_rows, make_archive, pixels  # noqa: E402
 from tests.cli_support import ROOT, files_under, run_cli  # noqa: E402
 
+pytestmark = pytest.mark.slow  # a local Ray for the module; its first test ran over 3 min (loaded)
+
 GOOD = 20
 
 

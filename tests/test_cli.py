@@ -19,6 +19,7 @@ def cracked_file(photos, tmp_path):
     return save_image(damaged.image, tmp_path / "cracked.png")
 
 
+@pytest.mark.slow
 def test_restore_auto_writes_image_mask_and_report(cracked_file, tmp_path):
     out, mask, report = tmp_path / "out.png", tmp_path / "mask.png", tmp_path / "r.json"
     code = main(["restore", str(cracked_file), "-o", str(out), "--mask-out", str(mask),
@@ -81,6 +82,7 @@ def test_not_an_image_is_refused(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fake.jpg"]
 
 
+@pytest.mark.slow
 def test_batch_folder(photos, tmp_path, capsys):
     inbox, outbox = tmp_path / "in", tmp_path / "out"
     inbox.mkdir()

@@ -26,33 +26,17 @@ from restorer.registry import default_registry
 from restorer.stages.base import TriageResult, Work
 from restorer.stages.colour_ddcolor import WEIGHT_ID, DDColorColour, join_lightness, lightness
 from restorer.weights import Manifest, WeightStore, default_manifest_path, load_manifest
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
 
 def quiet(fraction: float, text: str) -> None:
     """A progress callback that ignores its reports."""
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _two_torch_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
-def ddcolor_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def ddcolor_file(standin_files) -> Path:
     """A random-initialised DDColor-T saved as the published checkpoints are ({"params": ...})."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        from spandrel_extra_arches.architectures.DDColor import DDColor
-    torch.manual_seed(0)
-    model = DDColor(encoder_name="convnext-t", decoder_name="MultiScaleColorDecoder",
-                    input_size=(512, 512), num_output_channels=2, last_norm="Spectral",
-                    num_queries=100, num_scales=3, dec_layers=9, nf=512)
-    path = tmp_path_factory.mktemp("ddcolor") / "ddcolor_paper_tiny.pth"
-    torch.save({"params": model.state_dict()}, path)
-    return path
+    return standin_files.path("ddcolor_paper_tiny")
 
 
 @pytest.fixture(scope="session")
@@ -81,6 +65,7 @@ def chroma(image: np.ndarray) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------- stage
+@pytest.mark.slow
 def test_colourises_at_working_size_and_keeps_full_resolution_lightness(stage: DDColorColour) -> None:
     image = grey_print()
     options = DDColorColour.spec.resolve_options({"working_size": 256})
@@ -100,6 +85,7 @@ def test_colourises_at_working_size_and_keeps_full_resolution_lightness(stage: D
     assert chroma(grey).max() < 1.0                            # strength 0: still grey
 
 
+@pytest.mark.slow
 def test_a_sepia_print_is_turned_grey_before_colourising(stage: DDColorColour) -> None:
     image = grey_print(96, 128)
     options = DDColorColour.spec.resolve_options({"working_size": 256})
@@ -168,6 +154,7 @@ def test_real_entry_is_unhashed_until_locked_and_never_used() -> None:
     assert entry.sha256 is None and entry.size is None and not entry.bundled
 
 
+@pytest.mark.slow
 def test_builds_from_the_manifest_with_its_sha256_and_refuses_a_wrong_one(
     tmp_path: Path, ddcolor_file: Path
 ) -> None:
@@ -218,6 +205,7 @@ def test_manual_plans_put_colour_last() -> None:
         plan_manual([PlannedStage("colour.ddcolor"), PlannedStage("deblur.rl")], specs)
 
 
+@pytest.mark.slow
 def test_pipeline_keeps_grey_grey_and_sepia_sepia_unless_colourisation_is_asked(ddcolor_file: Path) -> None:
     registry = default_registry(weight_check=lambda w: w == WEIGHT_ID, weight_path=lambda w: ddcolor_file,
                                 device="cpu")
@@ -236,6 +224,7 @@ def test_pipeline_keeps_grey_grey_and_sepia_sepia_unless_colourisation_is_asked(
     assert np.abs(lightness(result.image) - lightness(grey)).mean() < 0.5
 
 
+@pytest.mark.slow
 def test_a_grey_file_is_written_in_colour_only_when_colourised(tmp_path: Path, ddcolor_file: Path) -> None:
     from PIL import Image
 

@@ -83,6 +83,7 @@ def test_any_decoder_exception_becomes_an_input_error(error, tmp_path, monkeypat
         load_image(path)
 
 
+@pytest.mark.slow
 def test_single_bomb_through_the_cli(tmp_path):
     source = tmp_path / "bomb.png"
     source.write_bytes(_ztxt_bomb())
@@ -95,6 +96,7 @@ def test_single_bomb_through_the_cli(tmp_path):
     assert source.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_a_folder_with_bombs_restores_the_rest(tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()

@@ -45,7 +45,7 @@ def test_every_real_example_is_dated_before_1900_in_its_name_and_listed_in_the_d
 
 
 def test_page_lists_real_examples_first_when_present(tmp_path: Path) -> None:
-    from app import example_files
+    from restorer.page import example_files
 
     (tmp_path / "b-synthetic.jpg").write_bytes(b"x")
     examples, label = example_files(tmp_path)

@@ -16,7 +16,6 @@ import json
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +36,7 @@ from restorer.stages.face import (GFPGAN_V14_ARCH, PARSENET_ARCH, WEIGHT_IDS, Fa
 from restorer.stages.triage import HeuristicTriage
 from restorer.tone import analyse_tone
 from restorer.weights import WeightStore
+from threads_support import at_once
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = FaceArchitectures(
@@ -149,6 +149,7 @@ def test_paste_back_lands_on_the_right_pixels(photos, upscale):
     assert np.abs(out - base).mean() < 1.2e-3  # resampling only; half a pixel off gives 1.8e-3 at 2x
 
 
+@pytest.mark.slow
 def test_upscale_doubles_size_and_box(stage, portrait):
     one = run(stage, portrait, faces="centre")
     two = run(stage, portrait, faces="centre", upscale=2)
@@ -163,6 +164,7 @@ def test_upscale_is_reduced_to_the_pixel_budget_with_a_message(stage, face512, m
     assert any("budget" in m for m in out.info["messages"])
 
 
+@pytest.mark.slow
 def test_which_faces(stage, portrait):
     portrait = np.ascontiguousarray(portrait[:160, :192])  # fewer stand-in faces: faster
     every = run(stage, portrait, faces="all", fidelity=0.0)
@@ -176,6 +178,7 @@ def test_which_faces(stage, portrait):
     assert all("smaller than 300 px" in s["why"] for s in large.info["skipped"])
 
 
+@pytest.mark.slow
 def test_max_faces_keeps_the_largest_and_says_so(standin, portrait):
     stage = build(standin[1], max_faces=2)
     out = run(stage, portrait, fidelity=0.0)
@@ -219,6 +222,7 @@ def test_sepia_stays_sepia(stage, face512):
     assert analyse_tone(run(stage, sepia, aligned=True).image).kind == "toned"
 
 
+@pytest.mark.slow
 def test_deterministic_across_runs_instances_and_global_seed(standin, stage, portrait):
     import torch
 
@@ -230,26 +234,14 @@ def test_deterministic_across_runs_instances_and_global_seed(standin, stage, por
     assert np.array_equal(first, second) and np.array_equal(first, fresh)
 
 
+@pytest.mark.slow
 def test_two_threads_at_once_give_the_same_result_as_one(stage, portrait):
     """Different sizes, so RetinaFace's per-call scale would differ if calls interleaved."""
     images = [portrait, np.ascontiguousarray(portrait[:288, :352][::-1])]
     alone = [run(stage, image, faces="centre").image for image in images]
     for _ in range(2):
-        barrier = threading.Barrier(len(images))
-        results: list[np.ndarray | BaseException | None] = [None] * len(images)
-
-        def work(index: int) -> None:
-            barrier.wait()
-            try:
-                results[index] = run(stage, images[index], faces="centre").image
-            except BaseException as exc:  # reported below
-                results[index] = exc
-
-        threads = [threading.Thread(target=work, args=(i,)) for i in range(len(images))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        results = at_once([lambda image=image: run(stage, image, faces="centre").image
+                           for image in images])
         for got, want in zip(results, alone):
             assert isinstance(got, np.ndarray), got
             assert np.array_equal(got, want)
@@ -473,6 +465,7 @@ def test_importing_restorer_loads_no_framework():
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_tensorflow_before_torchvision_is_refused_not_a_crash():
     """Measured: TensorFlow then torchvision segfaults (exit 139); the guard refuses instead."""
     refused = subprocess.run(

@@ -65,9 +65,9 @@ def test_corrupt_weight_file_makes_its_stage_unavailable_not_a_crash(weights_cop
     assert pipeline.triage_id == "triage.heuristic"
     assert pipeline.registry.missing_weights("inpaint.gan") == ["inpaint_gan"]
     assert pipeline.registry.is_available("detect.segnet")  # untouched files still verify
-    import app
+    from restorer.page import stage_choices
 
-    labels = dict((v, k) for k, v in app._choices(pipeline, StageKind.INPAINT))
+    labels = dict((v, k) for k, v in stage_choices(pipeline, StageKind.INPAINT))
     assert "(unavailable: weights not usable here (inpaint_gan: hash or size mismatch)" \
         in labels["inpaint.gan"] and "weights pull inpaint_gan" in labels["inpaint.gan"]
 

@@ -61,6 +61,7 @@ def test_inpainting_crops_equal_the_whole_image_fill(photos, stage_cls):
     np.testing.assert_allclose(cropped, whole, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("grey", [False, True], ids=["colour", "grey"])
 def test_24_megapixel_scan_with_cracks_and_faces_stays_under_4_gb(tmp_path, grey):
     """File to file in a fresh process, with the real triage network and every Auto stage

@@ -1,4 +1,5 @@
-"""The load harness (bench/load.py) in its CI form: 8 users at once against the real app.
+"""The load harness (bench/load.py) in its CI form (tests/load_support.py): 8 users at once
+against the real app.
 
 The app runs as a subprocess on 127.0.0.1 (concurrency 2, a queue of only 2, so that some
 users are told it is busy and must retry), small photos of four modes, 24 requests; then the
@@ -7,30 +8,18 @@ harness waits for the app's cache sweep (30 s keep time). About a minute on 2 CP
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # bench/ is a folder of scripts at the repository root
-    sys.path.insert(0, str(ROOT))
+from load_support import MODES, REQUESTS, LoadReport, ci_settings, explain, run_load
 
-from bench.load import MODES, LoadReport, LoadSettings, format_table, run_load  # noqa: E402
-
-CLIENTS, REQUESTS = 8, 24
+pytestmark = pytest.mark.load
 
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory) -> LoadReport:
-    settings = LoadSettings(clients=CLIENTS, requests=REQUESTS, concurrency=2, queue_size=2,
-                            short=True, deadline=120, request_deadline=90, startup_timeout=150,
-                            workdir=tmp_path_factory.mktemp("load"))
-    return run_load(settings)
-
-
-def explain(report: LoadReport) -> str:
-    return "\n" + format_table(report)
+    return run_load(ci_settings(tmp_path_factory.mktemp("load")))
 
 
 def test_every_request_succeeds_with_its_own_result(report):

@@ -22,6 +22,8 @@ from _app_server import ROOT, free_port  # noqa: I001  (sets the offline environ
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
+pytestmark = pytest.mark.slow  # serves app.py as a subprocess for the module
+
 SECRET = "grandma-ellis-1931"
 """Part of every uploaded file name: it must never appear in the app's log."""
 

@@ -10,9 +10,7 @@ and detect.scratch (a narrow BOPBTL U-Net under "model_state", as FT_Epoch_lates
 from __future__ import annotations
 
 import hashlib
-import warnings
 from pathlib import Path
-from typing import Any
 
 import huggingface_hub.constants
 import numpy as np
@@ -32,59 +30,27 @@ except ImportError:  # tests/ is not a package: pytest put tests/ itself on sys.
     from hub_server import FakeHub
 
 SEGNET = Path(__file__).resolve().parents[1] / "weights" / "detector_segnet.safetensors"
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
 
 def quiet(fraction: float, text: str) -> None:
     """A progress callback that ignores its reports."""
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _two_torch_threads():
-    before = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(before)
-
-
-def _spandrel_arch(name: str) -> Any:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        import spandrel.architectures.LaMa as lama
-        import spandrel.architectures.NAFNet as nafnet
-    return {"LaMa": lama.LaMa, "NAFNet": nafnet.NAFNet}[name]
-
-
 @pytest.fixture(scope="session")
-def lama_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def lama_file(standin_files) -> Path:
     """A TorchScript trace of a random-initialised spandrel LaMa(in_nc=4), as big-lama.pt is."""
-    path = tmp_path_factory.mktemp("lama") / "big-lama.pt"
-    torch.manual_seed(0)
-    model = _spandrel_arch("LaMa")(in_nc=4).eval()
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace(model, (torch.rand(1, 3, 64, 64), torch.zeros(1, 1, 64, 64)), check_trace=False)
-    traced.save(str(path))
-    return path
+    return standin_files.path("big_lama")
 
 
 @pytest.fixture(scope="session")
-def nafnet_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("nafnet") / "NAFNet-GoPro-width64.pth"
-    torch.manual_seed(0)
-    model = _spandrel_arch("NAFNet")(img_channel=3, width=8, middle_blk_num=1, enc_blk_nums=[1, 1, 1, 1],
-                                     dec_blk_nums=[1, 1, 1, 1])
-    torch.save({"params": model.state_dict()}, path)
-    return path
+def nafnet_file(standin_files) -> Path:
+    return standin_files.path("nafnet_gopro_w64")
 
 
 @pytest.fixture(scope="session")
-def scratch_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from restorer.nets.bopbtl_unet import ScratchUNet
-
-    path = tmp_path_factory.mktemp("scratch") / "FT_Epoch_latest.pt"
-    torch.manual_seed(0)
-    torch.save({"model_state": ScratchUNet(wf=3, depth=4).state_dict(), "epoch": 7}, path)
-    return path
+def scratch_file(standin_files) -> Path:
+    return standin_files.path("bopbtl_scratch")
 
 
 def photo(height: int = 96, width: int = 128, seed: int = 0) -> np.ndarray:
@@ -95,6 +61,7 @@ def photo(height: int = 96, width: int = 128, seed: int = 0) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------- LaMa
+@pytest.mark.slow
 def test_lama_builds_through_the_hub_and_sha256_and_fills_only_masked_pixels(
     tmp_path: Path, lama_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -135,6 +102,7 @@ def test_lama_refuses_a_file_of_another_architecture(nafnet_file: Path, scratch_
         LamaInpainter(scratch_file, device="cpu")
 
 
+@pytest.mark.slow
 def test_lama_large_masks_go_in_overlapping_windows_and_time_budget_sends_the_rest_to_telea(
     lama_file: Path,
 ) -> None:
@@ -168,6 +136,7 @@ def test_region_widths_and_windows() -> None:
 
 
 # --------------------------------------------------------------------------------------- NAFNet
+@pytest.mark.slow
 def test_nafnet_deblurs_whole_photo_tiled_and_refuses_lama(nafnet_file: Path, lama_file: Path) -> None:
     stage = NafnetDeblur(nafnet_file, device="cpu")
     image = photo(80, 100)
@@ -228,6 +197,7 @@ def test_scratch_unet_keys_match_the_published_checkpoint_layout() -> None:
 
 
 # --------------------------------------------------------------------------------------- Auto
+@pytest.mark.slow
 def test_auto_picks_lama_when_its_file_is_present_and_telea_when_not(tmp_path: Path, lama_file: Path) -> None:
     import dataclasses
     import shutil

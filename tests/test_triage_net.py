@@ -160,6 +160,7 @@ def test_training_pools_hold_a_crop_with_the_crack_of_every_cracked_photo(photo_
     assert views[:, :-1].std(axis=(2, 3, 4)).min() > 0.0  # crops of the photo, not padding
 
 
+@pytest.mark.slow
 def test_samples_drawn_in_processes_are_the_same_for_any_number_of_them(photo_files):
     """Several processes draw seeded chunks: any worker count gives the same samples, each
     chunk the samples of its own seed, balanced over the labels; pools likewise."""
@@ -199,6 +200,7 @@ def test_picked_views_keep_a_crop_with_the_crack():
     assert 0 < left_out < 40
 
 
+@pytest.mark.slow
 def test_classifies_each_class(stage):
     per_class: dict[str, list[bool]] = {name: [] for name in LABELS}
     for sample in _cases():
@@ -223,6 +225,7 @@ def test_unusual_size_and_aspect_are_accepted(stage):
         assert 0.0 <= p_blur <= 1.0 and 0.0 <= p_crack <= 1.0
 
 
+@pytest.mark.slow
 def test_same_answer_twice(stage, photos):
     assert stage.probabilities(photos["coffee"]) == stage.probabilities(photos["coffee"])
 
@@ -233,6 +236,7 @@ def test_unavailable_with_pull_hint_when_weights_absent():
         registry.build("triage.net")
 
 
+@pytest.mark.slow
 def test_tensorflow_and_torch_share_one_process():
     """torch runs, then the Keras model, then torch again, in one fresh interpreter."""
     code = (
@@ -255,6 +259,7 @@ def test_tensorflow_and_torch_share_one_process():
     assert done.stdout.split() == ["8.0", "2", "1.0"]
 
 
+@pytest.mark.slow
 def test_a_network_trained_on_keras_torch_backend_runs_in_the_stage_loader(tmp_path):
     """Trained on Keras' torch backend (the GPU path: the pinned TensorFlow is CPU-only, and a
     GPU host may have no TensorFlow at all) in a fresh interpreter where TensorFlow cannot be
@@ -420,6 +425,7 @@ def test_fusion_file_records_how_its_measurements_were_taken(tmp_path, recipe):
     assert shipped.recipe == Recipe()
 
 
+@pytest.mark.slow
 def test_stage_measures_as_its_fusion_was_fitted(stage, photos):
     """The crack measures come from the detector averaged over flips when the recipe says so,
     from one pass when not; the shipped stage uses the flips."""

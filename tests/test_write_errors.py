@@ -40,6 +40,7 @@ def test_write_error_is_one_line_naming_the_path(error, words, photo, tmp_path, 
     assert files_under(tmp_path) == ["photo.png"]
 
 
+@pytest.mark.slow
 def test_the_kernel_refusing_a_large_file(photo, tmp_path):
     # A real OS error, no mock: the file-size limit makes the kernel refuse the write (EFBIG),
     # as a full disk refuses it with ENOSPC.

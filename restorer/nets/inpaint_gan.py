@@ -133,11 +133,13 @@ class Critic(nn.Module):
 
 def save_reconstructor(generator: Reconstructor, path: Path, metadata: dict[str, str]) -> None:
     """Write ``generator``'s weights as fp16 safetensors with ``metadata`` (strings)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from restorer import files
 
     tensors = {k: v.detach().to("cpu", torch.float16).contiguous()
                for k, v in generator.state_dict().items()}
-    save_file(tensors, str(path), metadata={**metadata, "layers": GENERATOR_LAYERS})
+    files.write_bytes(path, save(tensors, metadata={**metadata, "layers": GENERATOR_LAYERS}))
 
 
 def load_reconstructor(tensors: dict[str, torch.Tensor]) -> Reconstructor:

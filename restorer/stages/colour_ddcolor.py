@@ -32,6 +32,7 @@ import numpy as np
 
 from restorer.errors import WeightsError
 from restorer.published import load_descriptor, model_record
+from restorer.stage_ids import COLOUR_DDCOLOR
 from restorer.stages.base import Option, ProgressFn, StageKind, StageOutput, StageSpec, Work
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ class DDColorColour:
     """
 
     spec: ClassVar[StageSpec] = StageSpec(
-        id="colour.ddcolor",
+        id=COLOUR_DDCOLOR,
         kind=StageKind.COLOUR,
         method="ddcolor",
         title="DDColor colourisation (published, off by default)",

@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from restorer.ops import luminance
+from restorer.stage_ids import DEBLUR_RL
 from restorer.stages.base import Option, ProgressFn, StageKind, StageOutput, StageSpec, Work
 
 __all__ = ["estimate_blur_sigma", "estimate_blur_sigmas", "estimate_noise",
@@ -178,7 +179,7 @@ class RichardsonLucyDeblur:
     """Stage: blind Gaussian Richardson-Lucy deblur of the whole photo."""
 
     spec: ClassVar[StageSpec] = StageSpec(
-        id="deblur.rl",
+        id=DEBLUR_RL,
         kind=StageKind.DEBLUR,
         method="rl",
         title="Richardson-Lucy (estimated Gaussian blur)",

@@ -12,8 +12,9 @@ The whole photo (RGB, [0, 1]) runs through :class:`restorer.runtime.ModelRuntime
 from the free memory (or ``tile``), padded to 16 px (NAFNet's four stride-2 levels),
 overlapping by 64 px and cross-faded, so a 24 MP scan runs in bounded memory; CUDA with bf16
 autocast (spandrel declares bf16 safe for NAFNet, fp16 not), else the CPU in fp32.
-``strength`` blends the result with the input (1: NAFNet's output). Grey and sepia photos get
-their tone back from the pipeline. ``run`` keeps no state on the stage.
+``strength`` blends the result with the input (1: NAFNet's output). A grey photo stays grey
+(restorer.ops.keep_grey); sepia photos get their tone back from the pipeline. ``run`` keeps no
+state on the stage.
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Mapping
 
 import numpy as np
 
+from restorer.ops import keep_grey
 from restorer.published import load_descriptor, model_record
+from restorer.stage_ids import DEBLUR_NAFNET
 from restorer.stages.base import Option, ProgressFn, StageKind, StageOutput, StageSpec, Work
 
 if TYPE_CHECKING:
@@ -48,7 +51,7 @@ class NafnetDeblur:
     """
 
     spec: ClassVar[StageSpec] = StageSpec(
-        id="deblur.nafnet",
+        id=DEBLUR_NAFNET,
         kind=StageKind.DEBLUR,
         method="nafnet",
         title="NAFNet (GoPro, published)",
@@ -101,6 +104,7 @@ class NafnetDeblur:
         progress(0.0, "deblurring")
         out, run = self._runtime.run(work.image, tile=int(options["tile"]) or None)
         np.clip(out, 0.0, 1.0, out=out)
+        out = keep_grey(work.image, out)
         if strength < 1.0:
             out = work.image + np.float32(strength) * (out - work.image)
         progress(1.0, "deblurred")

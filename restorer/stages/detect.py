@@ -40,6 +40,7 @@ import numpy as np
 from skimage.morphology import skeletonize
 
 from restorer.ops import luminance
+from restorer.stage_ids import DETECT_MORPH
 from restorer.stages.base import Option, ProgressFn, StageKind, StageOutput, StageSpec, Work
 from restorer.tone import analyse_tone
 
@@ -358,7 +359,7 @@ class MorphologicalDetector:
     """Stage: top-hat/black-hat candidates with an adaptive threshold and an evidence test."""
 
     spec: ClassVar[StageSpec] = StageSpec(
-        id="detect.morph",
+        id=DETECT_MORPH,
         kind=StageKind.DETECT,
         method="morph",
         title="Morphological (top-hat / black-hat)",

@@ -35,6 +35,7 @@ from torch import nn
 from restorer.errors import WeightsError
 from restorer.features import DESCRIPTOR_LENGTH, describe, texture_planes
 from restorer.runtime_plan import ModelTraits
+from restorer.stage_ids import DETECT_LEARNED, DETECT_SEGNET
 from restorer.stages.base import Option, ProgressFn, StageKind, StageOutput, StageSpec, Work
 from restorer.stages.detect import Candidates, MorphParams, find_candidates
 from restorer.weights import load_safetensors
@@ -317,7 +318,7 @@ class DescriptorDetector:
     """Stage: morphological candidates, kept or rejected by an MLP on CLBP + HOG + LCP."""
 
     spec: ClassVar[StageSpec] = StageSpec(
-        id="detect.learned",
+        id=DETECT_LEARNED,
         kind=StageKind.DETECT,
         method="learned",
         title="Learned (texture descriptors + MLP)",
@@ -364,7 +365,7 @@ class SegmentationDetector:
     """Stage: a small U-Net's per-pixel defect probability, thresholded."""
 
     spec: ClassVar[StageSpec] = StageSpec(
-        id="detect.segnet",
+        id=DETECT_SEGNET,
         kind=StageKind.DETECT,
         method="segnet",
         title="Learned (segmentation network)",

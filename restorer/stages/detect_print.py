@@ -24,6 +24,7 @@ import numpy as np
 
 from restorer.masks import grow, hysteresis
 from restorer.mount import find_print
+from restorer.stage_ids import DETECT_PRINT
 from restorer.stages.detect_kinds import KindParams, crease_mask, hole_mask, spot_mask
 from restorer.stages.base import Option, ProgressFn, StageKind, StageOutput, StageSpec, Work
 
@@ -158,7 +159,7 @@ class PrintDetector:
     """Stage: the SegNet's cracks followed whole plus spots, creases and holes, per kind."""
 
     spec: ClassVar[StageSpec] = StageSpec(
-        id="detect.print",
+        id=DETECT_PRINT,
         kind=StageKind.DETECT,
         method="print",
         title="Old-print damage (cracks, spots, creases, tears)",

@@ -34,6 +34,7 @@ import numpy as np
 from restorer.errors import WeightsError
 from restorer.ops import luminance
 from restorer.published import model_record
+from restorer.stage_ids import DETECT_SCRATCH
 from restorer.stages.base import Option, ProgressFn, StageKind, StageOutput, StageSpec, Work
 from restorer.stages.detect_learned import SegmentationDetector, threshold_for
 from restorer.weights import load_torch_checkpoint
@@ -97,7 +98,7 @@ class ScratchDetector:
     """
 
     spec: ClassVar[StageSpec] = StageSpec(
-        id="detect.scratch",
+        id=DETECT_SCRATCH,
         kind=StageKind.DETECT,
         method="scratch",
         title="Scratch network (BOPBTL, published) + segmentation network",

@@ -15,6 +15,7 @@ from skimage.restoration import inpaint_biharmonic
 
 from restorer.errors import PlanError
 from restorer.ops import mask_regions
+from restorer.stage_ids import INPAINT_BIHARMONIC, INPAINT_NS, INPAINT_TELEA
 from restorer.stages.base import Option, ProgressFn, StageKind, StageOutput, StageSpec, Work
 
 __all__ = ["CropInpainter", "NavierStokesInpainter", "TeleaInpainter", "BiharmonicInpainter",
@@ -93,7 +94,7 @@ class NavierStokesInpainter(_OpenCVInpainter):
 
     flag = cv2.INPAINT_NS
     spec = StageSpec(
-        id="inpaint.ns",
+        id=INPAINT_NS,
         kind=StageKind.INPAINT,
         method="ns",
         title="Navier-Stokes",
@@ -108,7 +109,7 @@ class TeleaInpainter(_OpenCVInpainter):
 
     flag = cv2.INPAINT_TELEA
     spec = StageSpec(
-        id="inpaint.telea",
+        id=INPAINT_TELEA,
         kind=StageKind.INPAINT,
         method="telea",
         title="Telea",
@@ -122,7 +123,7 @@ class BiharmonicInpainter(CropInpainter):
     """Stage: biharmonic (smooth) inpainting from scikit-image."""
 
     spec = StageSpec(
-        id="inpaint.biharmonic",
+        id=INPAINT_BIHARMONIC,
         kind=StageKind.INPAINT,
         method="biharmonic",
         title="Biharmonic",

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from restorer.ops import luminance
+from restorer.stage_ids import INPAINT_EXEMPLAR
 from restorer.stages.base import Option, StageKind, StageSpec
 from restorer.stages.inpaint import CropInpainter
 
@@ -123,7 +124,7 @@ class ExemplarInpainter(CropInpainter):
     """Stage: Criminisi's exemplar-based inpainting (patch copying, structure first)."""
 
     spec = StageSpec(
-        id="inpaint.exemplar",
+        id=INPAINT_EXEMPLAR,
         kind=StageKind.INPAINT,
         method="exemplar",
         title="Exemplar (Criminisi)",

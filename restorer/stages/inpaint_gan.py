@@ -30,7 +30,9 @@ import numpy as np
 from safetensors import SafetensorError
 
 from restorer.errors import PlanError, WeightsError
+from restorer.ops import keep_grey
 from restorer.runtime_plan import ModelTraits
+from restorer.stage_ids import INPAINT_GAN
 from restorer.stages.base import Option, ProgressFn, StageKind, StageOutput, StageSpec, Work
 from restorer.stages.inpaint import NavierStokesInpainter
 from restorer.weights import load_safetensors
@@ -77,7 +79,7 @@ class LearnedInpainter:
     """
 
     spec: ClassVar[StageSpec] = StageSpec(
-        id="inpaint.gan",
+        id=INPAINT_GAN,
         kind=StageKind.INPAINT,
         method="gan",
         title="Learned (GAN)",
@@ -147,6 +149,6 @@ class LearnedInpainter:
             holes = work.mask[y0:y1, x0:x1]
             out[y0:y1, x0:x1][holes] = np.clip(core[holes], 0.0, 1.0)
             progress(0.2 + 0.8 * (index + 1) / len(boxes), f"tile {index + 1} of {len(boxes)}")
-        return StageOutput(image=out, info={"regions": prefill.info["regions"],
-                                            "tiles": len(boxes),
-                                            "runtime": self._runtime.record(runs)})
+        return StageOutput(image=keep_grey(work.image, out, work.mask),
+                           info={"regions": prefill.info["regions"], "tiles": len(boxes),
+                                 "runtime": self._runtime.record(runs)})

@@ -39,8 +39,9 @@ import numpy as np
 
 from restorer.costs import COSTS
 from restorer.errors import PlanError
-from restorer.ops import Box, mask_regions
+from restorer.ops import Box, keep_grey, mask_regions
 from restorer.published import load_descriptor, model_record
+from restorer.stage_ids import INPAINT_LAMA
 from restorer.stages.base import Option, ProgressFn, StageKind, StageOutput, StageSpec, Work
 from restorer.stages.inpaint import TeleaInpainter
 
@@ -104,7 +105,7 @@ class LamaInpainter:
     """
 
     spec: ClassVar[StageSpec] = StageSpec(
-        id="inpaint.lama",
+        id=INPAINT_LAMA,
         kind=StageKind.INPAINT,
         method="lama",
         title="LaMa (Big-LaMa, published)",
@@ -196,8 +197,8 @@ class LamaInpainter:
         pairs = [p for box in boxes
                  for p in windows(box, mask.shape, round(side * float(options["max_downscale"])),
                                   margin)]
-        rate = (COSTS["inpaint.lama"].cpu_s_per_mp
-                if self.device == "cpu" else COSTS["inpaint.lama"].gpu_s_per_mp)
+        rate = (COSTS[INPAINT_LAMA].cpu_s_per_mp
+                if self.device == "cpu" else COSTS[INPAINT_LAMA].gpu_s_per_mp)
         done, last, messages = 0, None, []
         lama_began = time.perf_counter()
         for index, ((cy0, cy1, cx0, cx1), (wy0, wy1, wx0, wx1)) in enumerate(pairs):
@@ -235,4 +236,4 @@ class LamaInpainter:
             info.update(model_record(WEIGHT_ID, self.entry, ARCHITECTURE, last))
         for message in messages:
             log.info("inpaint.lama: %s", message)
-        return StageOutput(image=out, info=info)
+        return StageOutput(image=keep_grey(work.image, out, work.mask), info=info)

@@ -23,6 +23,7 @@ from typing import Any, ClassVar, Mapping
 import cv2
 import numpy as np
 
+from restorer.stage_ids import TONE_RESTORE
 from restorer.stages.base import Option, ProgressFn, StageKind, StageOutput, StageSpec, Work
 from restorer.tone import analyse_tone
 
@@ -98,7 +99,7 @@ class ToneRestore:
     """``tone.restore``: fade reversal and white balance (see the module docstring)."""
 
     spec: ClassVar[StageSpec] = StageSpec(
-        id="tone.restore",
+        id=TONE_RESTORE,
         kind=StageKind.TONE,
         method="stretch",
         title="Tone (fade reversal)",

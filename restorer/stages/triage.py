@@ -18,11 +18,11 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar, Mapping
 
-import cv2
 import numpy as np
 
 from restorer.errors import PlanError
-from restorer.ops import luminance
+from restorer.ops import fit_long_side, luminance
+from restorer.stage_ids import TRIAGE_HEURISTIC
 from restorer.stages.base import (Option, ProgressFn, StageKind, StageOutput, StageSpec,
                                   TriageResult, Work)
 from restorer.stages.deblur import estimate_blur_sigma
@@ -35,13 +35,7 @@ VIEW_SIDE = 1024
 
 def blur_sigma_at_view(image: np.ndarray, side: int = VIEW_SIDE) -> float:
     """Estimated blur sigma of float (H, W, 3) ``image`` seen with its long side at ``side``."""
-    height, width = image.shape[:2]
-    scale = side / max(height, width)
-    luma = luminance(image)
-    if scale < 1.0:
-        luma = cv2.resize(luma, (round(width * scale), round(height * scale)),
-                          interpolation=cv2.INTER_AREA)
-    return estimate_blur_sigma(luma)
+    return estimate_blur_sigma(fit_long_side(luminance(image), side))
 
 
 def _logistic(value: float, centre: float, width: float) -> float:
@@ -82,7 +76,7 @@ class HeuristicTriage:
     """Stage: blur and crack scores from measurements, no trained model."""
 
     spec: ClassVar[StageSpec] = StageSpec(
-        id="triage.heuristic",
+        id=TRIAGE_HEURISTIC,
         kind=StageKind.TRIAGE,
         method="heuristic",
         title="Heuristic triage",

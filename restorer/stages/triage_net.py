@@ -51,7 +51,8 @@ import numpy as np
 from safetensors import safe_open
 
 from restorer.errors import StageUnavailableError
-from restorer.ops import luminance
+from restorer.ops import fit_long_side, luminance
+from restorer.stage_ids import TRIAGE_NET
 from restorer.stages.base import (ProgressFn, StageKind, StageOutput, StageSpec, TriageResult,
                                   Work)
 from restorer.stages.deblur import estimate_blur_sigmas
@@ -89,13 +90,7 @@ WeightPath = Callable[[str], Path]
 
 def working_copy(image: np.ndarray) -> np.ndarray:
     """Float (H, W, 3) ``image`` shrunk (area, never enlarged) to a long side of ``WORK_SIDE``."""
-    image = np.asarray(image, dtype=np.float32)
-    height, width = image.shape[:2]
-    scale = min(1.0, WORK_SIDE / max(height, width))
-    if scale < 1.0:
-        image = cv2.resize(image, (max(1, round(width * scale)), max(1, round(height * scale))),
-                           interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(image)
+    return fit_long_side(np.asarray(image, dtype=np.float32), WORK_SIDE)
 
 
 def crack_features(probability: np.ndarray, threshold: float) -> tuple[float, float, float]:
@@ -418,7 +413,7 @@ class NetTriage:
     """Stage: the trained Keras triage network fused with the detector and a blur measure."""
 
     spec: ClassVar[StageSpec] = StageSpec(
-        id="triage.net",
+        id=TRIAGE_NET,
         kind=StageKind.TRIAGE,
         method="net",
         title="Trained triage (Keras + detector)",

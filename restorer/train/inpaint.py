@@ -61,7 +61,7 @@ from restorer.nets.inpaint_gan import (GLOBAL_CRITIC_LAYERS, LOCAL_CRITIC_LAYERS
                                        InpaintArch, Reconstructor, save_reconstructor)
 from restorer.stages.inpaint import NavierStokesInpainter
 
-__all__ = ["CONFIGS", "TrainConfig", "heldout_masks", "train_split", "main"]
+__all__ = ["CONFIGS", "TrainConfig", "heldout_masks", "read_hole_mask", "train_split", "main"]
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +126,16 @@ def heldout_masks(data: Path) -> list[Path]:
     return _files(data / "masks" / "irregular")[::4]
 
 
+def read_hole_mask(path: Path) -> np.ndarray:
+    """An irregular-mask file (white = hole) as bool (H, W), read through restorer.imaging:
+    a pixel is a hole above half brightness."""
+    return load_image(path)[..., 0] > 0.5
+
+
 def _training_masks(data: Path) -> list[np.ndarray]:
     files = _files(data / "masks" / "irregular")
     held = set(heldout_masks(data))
-    masks = [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 127 for p in files if p not in held]
+    masks = [read_hole_mask(p) for p in files if p not in held]
     if not masks:
         raise SystemExit(f"no irregular masks under {data / 'masks' / 'irregular'}")
     return masks
@@ -355,7 +361,7 @@ def run(config: TrainConfig, data: Path, out: Path, seed: int, threads: int) -> 
               "device": f"CPU ({platform.processor() or platform.machine()}), "
                         f"torch {torch.__version__}",
               "curve": curve}
-    (out / "inpaint_gan_train.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
+    files.write_text(out / "inpaint_gan_train.json", json.dumps(record, indent=1))
     return record
 
 

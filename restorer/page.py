@@ -1,0 +1,317 @@
+"""What the web page shows and keeps, without the UI toolkit: notes, stage lists, Manual plans,
+mask layers, and the upload and cache files (app.py only lays the page out and wires it).
+
+Images are float32 (H, W, 3) RGB in [0, 1] and masks bool (H, W), True = defect, except the
+painted layers, which are the editor's RGBA uint8 (H, W, 4).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from restorer.errors import RestorerError
+from restorer.imaging import outline_boxes, overlay_mask
+from restorer.pipeline import Pipeline, RestoreResult
+from restorer.planner import Plan, PlannedStage, plan_manual
+from restorer.stage_ids import COLOUR_DDCOLOR
+from restorer.stages.base import StageKind, StageSpec, TriageResult
+
+__all__ = ["KINDS", "MODES", "MODEL_COLUMNS", "CacheJanitor", "FaceChoice", "SessionUploads",
+           "damage_labels", "editor_mask", "example_files", "manual_plan", "mask_layer",
+           "model_rows", "parse_time_budget", "result_note", "result_overlay", "rounded",
+           "stage_choices", "upload_path"]
+
+log = logging.getLogger("restorer.app")
+
+#: The stage kinds Manual mode offers, in run order.
+KINDS = ("detect", "inpaint", "deblur", "face", "colour")
+MODES = ("Auto", "Manual")
+MODEL_COLUMNS = ["model", "stage", "status", "licence", "size (MB)"]
+
+
+@dataclass(frozen=True)
+class FaceChoice:
+    """The face controls of Manual mode."""
+
+    stage_id: str | None
+    fidelity: float
+    faces: str
+    min_size: float
+    upscale: int | str
+
+    def options(self) -> dict[str, Any]:
+        """Stage options for the face stage, as sent (the stage's spec checks them)."""
+        upscale = self.upscale
+        if isinstance(upscale, str) and upscale.strip().isdigit():
+            upscale = int(upscale)  # a radio button's value may arrive as text
+        return {"fidelity": self.fidelity, "faces": self.faces,
+                "min_size": 0 if self.min_size is None else self.min_size, "upscale": upscale}
+
+
+# ----------------------------------------------------------------------------- stage lists
+def stage_choices(pipeline: Pipeline, kind: StageKind) -> list[tuple[str, str]]:
+    """Dropdown choices (label, stage id) of ``kind``; unavailable stages say why (the
+    registry's reason)."""
+    out = []
+    for spec in pipeline.registry.specs(kind):
+        reason = pipeline.registry.unavailable_reason(spec.id)
+        label = spec.title if reason is None else f"{spec.title} (unavailable: {reason})"
+        out.append((label, spec.id))
+    return out
+
+
+def manual_plan(specs: Mapping[str, StageSpec], kinds: Iterable[str], detect_id: str,
+                sensitivity: float, inpaint_id: str, deblur_id: str, face: FaceChoice,
+                has_mask: bool) -> Plan:
+    """The Manual plan of the ticked ``kinds`` with the chosen stages; RestorerError names an
+    unknown kind (PlanError an impossible plan)."""
+    kinds = list(kinds)
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise RestorerError(f"unknown stage kind '{unknown[0]}': use {', '.join(KINDS)}")
+    chosen = {"detect": PlannedStage(detect_id, {"sensitivity": sensitivity}),
+              "inpaint": PlannedStage(inpaint_id), "deblur": PlannedStage(deblur_id),
+              "face": PlannedStage(face.stage_id, face.options()),
+              "colour": PlannedStage(COLOUR_DDCOLOR)}
+    return plan_manual([chosen[k] for k in KINDS if k in kinds], specs, has_mask=has_mask)
+
+
+def parse_time_budget(value: Any) -> float:
+    """The page's time budget in seconds (empty: no budget, inf); RestorerError when negative
+    or not a number."""
+    if value is None or value == "":
+        return float("inf")
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise RestorerError(f"the time budget must be a number of seconds, not '{value}'") from None
+    if not seconds >= 0:
+        raise RestorerError(f"the time budget must be 0 or more seconds, not {value}")
+    return seconds
+
+
+def model_rows(models: Any | None) -> list[list[Any]]:
+    """The Models panel's rows (MODEL_COLUMNS) from a ``restorer.model_status.ModelStatus``:
+    each manifest file's state, licence and size; one placeholder row when not tracked."""
+    if models is None:
+        return [["-", "-", "not tracked by this server", "-", None]]
+    return [[r.id, r.stage, r.status, r.licence, r.size_mb] for r in models.rows()]
+
+
+def example_files(folder: Path) -> tuple[list[Path], str]:
+    """The page's example photos and their heading: the real photos of ``folder/real`` (made
+    by ``examples/make_examples.py --real``; docs/examples.md) first when present, then the
+    bundled ones with synthetic damage."""
+    real = sorted(p for p in (folder / "real").glob("*")
+                  if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    bundled = sorted(folder.glob("*.jpg"))
+    if real:
+        return real + bundled, ("Examples: real damaged photos taken before 1900 (public "
+                                "domain), then scikit-image photos with synthetic damage")
+    return bundled, "Examples (scikit-image photos with synthetic damage)"
+
+
+# ----------------------------------------------------------------------------- results
+def damage_labels(triage: TriageResult) -> str:
+    """Each measured damage label with its own confidence (several may be high at once)."""
+    if not triage.labels:
+        return ""
+    shown = ", ".join(f"{name} {p:.0%}" for name, p in triage.labels.items())
+    return f" (independent labels: {shown})"
+
+
+def result_note(result: RestoreResult) -> str:
+    """The Markdown line above the results: triage, stages, mask share, notes, faces."""
+    mask = result.mask
+    share = 0.0 if mask is None else float(mask.mean())
+    heading = (f"**Triage ({result.triage.method})**: {result.triage.label}"
+               f"{damage_labels(result.triage)}. " if result.triage else "")
+    used = "inpainted" if result.inpainted else "found, not inpainted"
+    note = (f"{heading}Stages: {', '.join(result.plan.ids) or 'none'} "
+            f"({result.message}). "
+            f"Defect mask {used}: {share * 100:.2f} % of the photo.")
+    if result.auto_notes:
+        note += " **Published models:** " + "; ".join(result.auto_notes) + "."
+    for record in result.stages:
+        if record.kind == StageKind.FACE.value:
+            info = record.info
+            note += (f" Faces: {info.get('faces_found', 0)} found, "
+                     f"{info.get('faces_restored', 0)} restored (green boxes).")
+            if info.get("messages"):
+                note += " " + "; ".join(info["messages"]) + "."
+    return note
+
+
+def result_overlay(result: RestoreResult) -> np.ndarray:
+    """The input with the defect mask in red and restored faces outlined: float32 (H, W, 3)."""
+    mask = result.mask
+    if mask is None:
+        mask = np.zeros(result.input.shape[:2], bool)
+    overlay = overlay_mask(result.input, mask)
+    for record in result.stages:
+        if record.kind == StageKind.FACE.value:
+            # Boxes come in output pixels; the overlay is drawn on the input.
+            ratio = result.input.shape[1] / result.image.shape[1]
+            overlay = outline_boxes(overlay, [[v * ratio for v in box]
+                                              for box in record.info.get("boxes", [])])
+    return overlay
+
+
+def rounded(value: Any) -> Any:
+    """``value`` with every float inside rounded to 4 significant digits, for display."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, dict):
+        return {k: rounded(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [rounded(v) for v in value]
+    return value
+
+
+# ----------------------------------------------------------------------------- masks
+def mask_layer(mask: np.ndarray) -> np.ndarray:
+    """bool (H, W) -> RGBA uint8 (H, W, 4) layer, red where defect, transparent elsewhere."""
+    layer = np.zeros(mask.shape + (4,), np.uint8)
+    layer[mask] = (255, 0, 0, 255)
+    return layer
+
+
+def editor_mask(value: Mapping[str, Any] | None, shape: tuple[int, int]) -> np.ndarray | None:
+    """The painted mask (bool ``shape``) of an image editor's value ({background, layers,
+    composite}): any opaque pixel of any layer is a defect; None when nothing was painted."""
+    if not value or not value.get("layers"):
+        return None
+    painted = np.zeros(shape, bool)
+    for layer in value["layers"]:
+        layer = np.asarray(layer)
+        if layer.ndim == 3 and layer.shape[2] == 4 and layer.shape[:2] == shape:
+            painted |= layer[..., 3] > 0
+        elif layer.size:
+            raise RestorerError("the painted mask does not match the photo's size: upload the "
+                                "photo again and repaint")
+    return painted
+
+
+# ----------------------------------------------------------------------------- files
+def upload_path(payload: str | Mapping[str, Any]) -> str:
+    """The uploaded file's path. Events that take uploads skip the toolkit's preprocessing so
+    that restorer's imaging boundary (not PIL inside gradio) judges every file."""
+    return payload["path"] if isinstance(payload, Mapping) else payload
+
+
+class SessionUploads:
+    """Uploaded files per browser session, deleted as soon as no open tab uses them.
+
+    While a tab is open its photo stays, so the user can re-run with other settings. gradio
+    stores uploads by content, so two sessions may share a file: it goes with the last one.
+    API clients have no tab; their uploads go with gradio's cache (``keep_minutes``), and
+    sessions whose files are gone are dropped from the table.
+    """
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, set[Path]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, session: str | None, path: str) -> None:
+        """Remember ``path`` as used by ``session`` (None: not a browser session)."""
+        if not session:
+            return
+        with self._lock:
+            for known in list(self._sessions):
+                alive = {p for p in self._sessions[known] if p.exists()}
+                if alive:
+                    self._sessions[known] = alive
+                else:
+                    del self._sessions[known]
+            self._sessions.setdefault(session, set()).add(Path(path))
+
+    def forget(self, session: str | None) -> list[Path]:
+        """Delete the files only ``session`` used (and their emptied folders); returns them."""
+        with self._lock:
+            paths = self._sessions.pop(session, set()) if session else set()
+            in_use = set().union(*self._sessions.values())
+        deleted = sorted(paths - in_use)
+        for path in deleted:
+            path.unlink(missing_ok=True)
+            try:
+                path.parent.rmdir()  # gradio keeps each upload in a folder of its own
+            except OSError:
+                pass
+        return deleted
+
+
+class CacheJanitor:
+    """Deletes uploads and results older than ``keep_seconds`` from gradio's cache folder.
+
+    Replaces gradio's own schedule (``delete_cache``), which in gradio 6.31 iterates its live
+    sets of cached files while requests add to them: under load it dies of "Set changed size
+    during iteration" and the cache then grows for the rest of the server's life (found by
+    bench/load.py: 4,601 files left after 1,000 requests). This one works on the folder: it
+    also removes the per-file folders gradio leaves, and files a killed server left behind.
+    The page's example photos (``keep_in_cache``) stay. ``demo``: the page (its ``blocks`` and
+    ``temp_file_sets`` are read).
+    """
+
+    def __init__(self, demo: Any, folder: Path, keep_seconds: float) -> None:
+        self.demo = demo
+        self.folder = Path(folder)
+        self.keep_seconds = keep_seconds
+        self._stop = threading.Event()
+
+    def sweep(self, now: float | None = None) -> int:
+        """Delete what is older than the keep time; returns the number of files deleted."""
+        now = time.time() if now is None else now
+        keep = {str(Path(f)) for block in self.demo.blocks.values()
+                for f in getattr(block, "keep_in_cache", ())}
+        deleted = 0
+        for root, folders, files in os.walk(self.folder, topdown=False):
+            emptied = False
+            for name in files:
+                path = os.path.join(root, name)
+                try:
+                    if path not in keep and now - os.lstat(path).st_ctime > self.keep_seconds:
+                        os.remove(path)
+                        deleted += 1
+                        emptied = True
+                except FileNotFoundError:
+                    continue
+            if root != str(self.folder):
+                try:  # emptied now, or old and empty: a new one may be about to get its upload
+                    if emptied or now - os.lstat(root).st_mtime > self.keep_seconds:
+                        os.rmdir(root)
+                except OSError:
+                    pass
+        for files in self.demo.temp_file_sets:  # forget what is gone (list() copies atomically)
+            for name in list(files):
+                if not os.path.exists(name):
+                    files.discard(name)
+        return deleted
+
+    def start(self) -> threading.Thread:
+        """Sweep now and then every third of the keep time, in a daemon thread."""
+        def loop() -> None:
+            while True:
+                try:
+                    if deleted := self.sweep():
+                        log.info("deleted %d cached upload/result files older than %.0f s",
+                                 deleted, self.keep_seconds)
+                except Exception:  # a sweep must never stop the next one
+                    log.exception("cache sweep failed")
+                if self._stop.wait(max(1.0, self.keep_seconds / 3)):
+                    return
+
+        thread = threading.Thread(target=loop, name="restorer-cache-janitor", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        """Stop the sweeping thread after its current sweep."""
+        self._stop.set()
