@@ -29,9 +29,12 @@ def _requirement(text: str) -> tuple[str, str]:
 
 
 def _imported() -> dict[str, set[str]]:
-    """Top-level third-party packages imported anywhere in restorer/ and app.py -> files."""
+    """Top-level third-party packages imported anywhere in restorer/ and the page's modules at
+    the top level (app.py, app_panels.py) -> files."""
     found: dict[str, set[str]] = {}
-    for path in [*sorted((ROOT / "restorer").rglob("*.py")), ROOT / "app.py"]:
+    page = sorted(ROOT.glob("app*.py"))
+    local = {"restorer", *(path.stem for path in page)}
+    for path in [*sorted((ROOT / "restorer").rglob("*.py")), *page]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]
@@ -41,7 +44,7 @@ def _imported() -> dict[str, set[str]]:
                 continue
             for name in names:
                 top = name.split(".")[0]
-                if top not in sys.stdlib_module_names and top != "restorer":
+                if top not in sys.stdlib_module_names and top not in local:
                     found.setdefault(top, set()).add(path.relative_to(ROOT).as_posix())
     return found
 
