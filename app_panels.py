@@ -108,7 +108,9 @@ def results_panel(pipeline: Pipeline) -> list[Any]:
     slider = gr.ImageSlider(label="Before (left) / after (right): drag to compare",
                             type="numpy", format="png")
     with gr.Row():
-        overlay = gr.Image(label="Defects (red)", format="png", interactive=False)
+        overlay = gr.Image(label="Defects by kind (red cracks, yellow spots, blue creases, "
+                                 "magenta tears; the note above has the shares)", format="png",
+                           interactive=False)
         mask_out = gr.Image(label="Defect mask (white = defect)", format="png", image_mode="L",
                             interactive=False)
     restored = gr.Image(label="Restored photo (full-resolution PNG)", format="png",

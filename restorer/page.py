@@ -27,7 +27,7 @@ from restorer.stages.base import StageKind, StageSpec, TriageResult
 __all__ = ["KINDS", "MODES", "MODEL_COLUMNS", "CacheJanitor", "FaceChoice", "SessionUploads",
            "damage_labels", "editor_mask", "example_files", "manual_plan", "mask_layer",
            "model_rows", "parse_time_budget", "result_note", "result_overlay", "rounded",
-           "stage_choices", "upload_path"]
+           "stage_choices", "upload_path", "LEGEND", "legend_parts", "legend_note"]
 
 log = logging.getLogger("restorer.app")
 
@@ -137,7 +137,9 @@ def result_note(result: RestoreResult) -> str:
     used = "inpainted" if result.inpainted else "found, not inpainted"
     note = (f"{heading}Stages: {', '.join(result.plan.ids) or 'none'} "
             f"({result.message}). "
-            f"Defect mask {used}: {share * 100:.2f} % of the photo.")
+            f"Defect mask {used}: {share * 100:.2f} % of the photo")
+    legend = legend_note(result)
+    note += f" ({legend})." if legend else "."
     if result.auto_notes:
         note += " **Published models:** " + "; ".join(result.auto_notes) + "."
     for record in result.stages:
@@ -150,12 +152,44 @@ def result_note(result: RestoreResult) -> str:
     return note
 
 
-def result_overlay(result: RestoreResult) -> np.ndarray:
-    """The input with the defect mask in red and restored faces outlined: float32 (H, W, 3)."""
+#: Colour (RGB in [0, 1]) and legend name of each damage kind in the overlay, in drawing order;
+#: "other" is what no detector kind claims (a mask the user gave or painted).
+LEGEND: Mapping[str, tuple[tuple[float, float, float], str, str]] = {
+    "other": ((1.0, 0.1, 0.1), "red", "defects"),
+    "crack": ((1.0, 0.1, 0.1), "red", "cracks and scratches"),
+    "spot": ((1.0, 0.85, 0.0), "yellow", "spots, foxing, dust"),
+    "crease": ((0.1, 0.55, 1.0), "blue", "creases and folds"),
+    "hole": ((0.95, 0.2, 0.95), "magenta", "tears and missing parts"),
+}
+
+
+def legend_parts(result: RestoreResult) -> list[tuple[str, np.ndarray]]:
+    """(kind, bool (H, W)) of the final defect mask split by damage kind, in :data:`LEGEND`
+    order, empty kinds left out; a mask no detector split is one "other" part."""
     mask = result.mask
-    if mask is None:
-        mask = np.zeros(result.input.shape[:2], bool)
-    overlay = overlay_mask(result.input, mask)
+    if mask is None or not mask.any():
+        return []
+    kinds = {kind: part & mask for kind, part in result.kind_masks.items()
+             if kind in LEGEND and part.shape == mask.shape}
+    claimed = np.logical_or.reduce(list(kinds.values())) if kinds else np.zeros_like(mask)
+    parts = {"other": mask & ~claimed, **kinds}
+    return [(kind, parts[kind]) for kind in LEGEND if kind in parts and parts[kind].any()]
+
+
+def legend_note(result: RestoreResult) -> str:
+    """The overlay's legend in words: "red = cracks and scratches 1.20 %, yellow = ..."."""
+    return ", ".join(f"{LEGEND[kind][1]} = {LEGEND[kind][2]} {part.mean() * 100:.2f} %"
+                     for kind, part in legend_parts(result))
+
+
+def result_overlay(result: RestoreResult) -> np.ndarray:
+    """The input with the defect mask tinted by damage kind (:data:`LEGEND`) and restored faces
+    outlined: float32 (H, W, 3)."""
+    overlay = result.input
+    for kind, part in legend_parts(result):
+        overlay = overlay_mask(overlay, part, colour=LEGEND[kind][0])
+    if overlay is result.input:
+        overlay = result.input.copy()
     for record in result.stages:
         if record.kind == StageKind.FACE.value:
             # Boxes come in output pixels; the overlay is drawn on the input.

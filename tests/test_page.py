@@ -53,3 +53,32 @@ def test_manual_plan_runs_the_ticked_kinds_in_order_and_refuses_unknown_ones() -
 def test_rounded_and_untracked_model_rows() -> None:
     assert rounded({"a": [1.234567, (2.0000001,)], "b": "x"}) == {"a": [1.235, [2.0]], "b": "x"}
     assert model_rows(None)[0][2] == "not tracked by this server"
+
+
+def test_the_overlay_colours_each_kind_of_damage_and_the_note_names_them() -> None:
+    """detect.print's per-kind masks reach the page: cracks red, spots yellow, with a legend."""
+    from skimage import data
+
+    from restorer import synth_print
+    from restorer.page import LEGEND, legend_parts, result_note, result_overlay
+    from restorer.planner import plan_manual
+    from restorer.service import ServiceConfig, build_pipeline
+
+    photo = data.astronaut()[::2, ::2].astype(np.float32) / 255.0
+    damaged = synth_print.print_damage(photo, np.random.default_rng(3),
+                                       kinds=["crack", "spot"]).image
+    pipeline = build_pipeline(ServiceConfig(offline=True, device="cpu"))
+    specs = {s.id: s for s in pipeline.registry.specs()}
+    result = pipeline.run(damaged, plan_manual(["detect.print", "inpaint.telea"], specs))
+    parts = dict(legend_parts(result))
+    assert {"crack", "spot"} <= set(parts)
+    assert not (parts["crack"] & parts["spot"]).any()
+    assert np.array_equal(np.logical_or.reduce(list(parts.values())), result.mask)
+    overlay = result_overlay(result)
+    for kind in ("crack", "spot"):
+        tint = overlay[parts[kind]].mean(axis=0)
+        expected = 0.65 * np.asarray(LEGEND[kind][0]) + 0.35 * damaged[parts[kind]].mean(axis=0)
+        assert np.allclose(tint, expected, atol=1e-4)
+    assert np.array_equal(overlay[~result.mask], damaged[~result.mask])
+    note = result_note(result)
+    assert "red = cracks and scratches" in note and "yellow = spots, foxing, dust" in note
