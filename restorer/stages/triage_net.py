@@ -39,7 +39,6 @@ the ``runtime`` of the stage's info).
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
 from dataclasses import dataclass
@@ -57,6 +56,8 @@ from restorer.stages.base import (ProgressFn, StageKind, StageOutput, StageSpec,
                                   Work)
 from restorer.stages.deblur import estimate_blur_sigmas
 from restorer.stages.detect_learned import segnet_probability, segnet_runtime
+from restorer.stages.triage_keras import (VIEW_SIZE, WEIGHT_ID, load_triage_model,
+                                          run_triage_model, triage_runner)
 from restorer.stages.triage_labels import DamageMeasure, FadeMeasure, label_probabilities
 from restorer.weights import sha256_file
 
@@ -67,13 +68,10 @@ __all__ = ["VIEW_SIZE", "WORK_SIDE", "VIEW_COUNT", "WEIGHT_ID", "SEGNET_ID", "FU
            "fitted_on", "load_fusion", "load_triage_model", "run_triage_model", "triage_runner",
            "NetTriage"]
 
-log = logging.getLogger(__name__)
 
-VIEW_SIZE = 96
 WORK_SIDE = 1024
 GRID = 3
 VIEW_COUNT = GRID * GRID + 1
-WEIGHT_ID = "triage_net"
 SEGNET_ID = "detect_segnet"
 FUSION_ID = "triage_fusion"
 #: Floor of the flagged share before its logarithm (a clean photo flags about 1e-4 or less).
@@ -295,80 +293,6 @@ def load_fusion(path: Path, segnet_path: Path, model_path: Path) -> Fusion:
                 f"({expected[:12] or 'unknown'}, here {actual[:12]}); refit it with "
                 "'python -m restorer.train.triage --fusion'")
     return fusion
-
-
-def _keep_tensorflow_off_the_gpu() -> None:
-    """Hide the GPUs from TensorFlow, so it never reserves memory the torch stages need."""
-    from restorer.backends import tensorflow
-
-    try:
-        tensorflow().config.set_visible_devices([], "GPU")
-    except RuntimeError:  # TensorFlow already initialised its devices in this process
-        log.warning("TensorFlow was initialised before restorer could keep it off the GPU")
-
-
-def load_triage_model(path: Path) -> Any:
-    """The Keras triage model saved at ``path`` (``.keras``, safe mode), its input and output
-    shapes checked; raises StageUnavailableError naming what to do."""
-    from restorer.backends import keras as import_keras
-
-    keras = import_keras("torch")  # no TensorFlow; a process that already runs Keras keeps it
-    if keras.backend.backend() == "tensorflow":
-        _keep_tensorflow_off_the_gpu()
-    try:
-        model = keras.saving.load_model(path, compile=False, safe_mode=True)
-    except (OSError, ValueError) as exc:
-        raise StageUnavailableError(
-            f"the triage model {path.name} could not be loaded ({exc}); run "
-            f"'python -m restorer weights verify {WEIGHT_ID}'") from exc
-    expected = (None, None, VIEW_SIZE, VIEW_SIZE, 3)
-    if tuple(model.input_shape) != expected or tuple(model.output_shape) != (None, 2):
-        raise StageUnavailableError(
-            f"the triage model {path.name} expects input {model.input_shape} and gives "
-            f"{model.output_shape}; this version of restorer needs {expected} -> (None, 2)")
-    return model
-
-
-def _answers(keras: Any, model: Any, inputs: np.ndarray) -> np.ndarray:
-    """``model(inputs)`` in inference as a float32 numpy array (on torch, without autograd)."""
-    if keras.backend.backend() == "torch":
-        import torch
-
-        with torch.no_grad():
-            return model(inputs, training=False).cpu().numpy()
-    return keras.ops.convert_to_numpy(model(inputs, training=False))
-
-
-def triage_runner(model: Any) -> Callable[[np.ndarray], np.ndarray]:
-    """A function of float32 (N, K, S, S, 3) views -> float64 (N, 2) answers (blur, crack) of
-    the Keras triage ``model``, on whichever backend Keras runs.
-
-    The model's per-view backbone (its ``TimeDistributed`` layer) runs once on all N x K views
-    as one batch, then the rest of the model on the (N, K, F) features: the same answers as
-    ``model(views)`` (each view is scored alone either way), but Keras' torch backend would run
-    the backbone view by view (about 8 times slower here).
-    """
-    from restorer.backends import keras as import_keras
-
-    keras = import_keras()
-    distributed = [layer for layer in model.layers
-                   if isinstance(layer, keras.layers.TimeDistributed)]
-    if len(distributed) != 1:
-        return lambda views: _answers(keras, model, views).astype(np.float64)
-    backbone = distributed[0].layer
-    head = keras.Model(distributed[0].output, model.output)
-
-    def run(views: np.ndarray) -> np.ndarray:
-        count, per_photo = views.shape[:2]
-        features = _answers(keras, backbone, views.reshape(count * per_photo, *views.shape[2:]))
-        return _answers(keras, head, features.reshape(count, per_photo, -1)).astype(np.float64)
-
-    return run
-
-
-def run_triage_model(model: Any, views: np.ndarray) -> np.ndarray:
-    """:func:`triage_runner` of ``model`` applied once to ``views``."""
-    return triage_runner(model)(views)
 
 
 class TriageNetwork:
