@@ -108,13 +108,24 @@ def keras(backend: str | None = None) -> ModuleType:
         raise ValueError(f"unknown Keras backend '{backend}': use one of {', '.join(KERAS_BACKENDS)}")
     with _lock:
         loaded = sys.modules.get("keras")
-        if loaded is None and backend is not None:
-            os.environ["KERAS_BACKEND"] = backend
         if (loaded.backend.backend() if loaded is not None else backend) == "torch":
             import torch  # noqa: F401  Keras on torch loads no TensorFlow: torchvision can wait
         else:
             torch_stack()
-        import keras as keras_module
+        if loaded is not None or backend is None:
+            import keras as keras_module
+        else:
+            # Set only while Keras is imported: left in the environment it would reach child
+            # processes, where "import tensorflow" then loads Keras on torch and crashes.
+            before = os.environ.get("KERAS_BACKEND")
+            os.environ["KERAS_BACKEND"] = backend
+            try:
+                import keras as keras_module
+            finally:
+                if before is None:
+                    del os.environ["KERAS_BACKEND"]
+                else:
+                    os.environ["KERAS_BACKEND"] = before
 
     return keras_module
 

@@ -21,7 +21,7 @@ from _app_server import ROOT, TRIAGE_CLASSES, save_cracked_photo, serve
 pytestmark = pytest.mark.browser
 
 TIMEOUT_MS = 60_000
-RESULT_LABELS = ("Before (left) / after (right)", "Defects (red)", "Defect mask (white = defect)",
+RESULT_LABELS = ("Before (left) / after (right)", "Defects by kind", "Defect mask (white = defect)",
                  "Restored photo (full-resolution PNG)")
 
 

@@ -7,6 +7,7 @@ tests/hub_server.py on 127.0.0.1; nothing reaches the internet.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -84,15 +85,15 @@ def test_one_truthy_rule_and_clear_refusals() -> None:
 
 
 def test_the_library_below_the_edges_never_reads_the_environment() -> None:
-    """Only the edges read os.environ; backends.py may set KERAS_BACKEND, which Keras reads
-    when first imported and offers no other way to choose."""
+    """Only the edges read os.environ; backends.py may set (and restore) KERAS_BACKEND, which
+    Keras reads when first imported and offers no other way to choose."""
     found = []
     for path in sorted((ROOT / "restorer").rglob("*.py")):
         relative = path.relative_to(ROOT / "restorer").as_posix()
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             if not re.search(r"os\.environ|getenv|environ\.get", line) or relative in EDGES:
                 continue
-            if relative == "backends.py" and 'os.environ["KERAS_BACKEND"] = ' in line:
+            if relative == "backends.py" and "KERAS_BACKEND" in line:
                 continue
             found.append(f"restorer/{relative}:{number}: {line.strip()}")
     assert found == []
@@ -166,3 +167,19 @@ def test_the_same_failure_gives_the_same_exit_code_from_restore_and_weights(
         assert main(argv) == ExitCode.REFUSED
         assert "unknown device 'gpu'" in capsys.readouterr().err
     assert not (tmp_path / "o.png").exists()
+
+
+@pytest.mark.slow
+def test_choosing_keras_backend_leaves_the_environment_as_it_was() -> None:
+    """KERAS_BACKEND is set only while Keras is imported: left set to torch, it would reach
+    child processes, where "import tensorflow" then loads Keras on torch and crashes (exit 139,
+    seen in CI when a test's subprocess imported TensorFlow)."""
+    import subprocess
+    import sys
+
+    code = ("import os\nfrom restorer.backends import keras\n"
+            "print(keras('torch').backend.backend(), os.environ.get('KERAS_BACKEND'))")
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, env=env, timeout=300, check=True)
+    assert out.stdout.split() == ["torch", "None"]
