@@ -218,8 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         alone, fused, seconds, stage = run_net(Path(path), samples,
                                                Path(fusion) if fusion else None)
         first_stage = first_stage or stage
-        model = stage.network.model
-        sizes[name] = (f"{model.count_params():,} parameters, "
+        sizes[name] = (f"{stage.network.model.parameters:,} parameters, "
                        f"{Path(path).stat().st_size / 1e6:.2f} MB")
         print_report(f"{name} ({Path(path).name}), network alone", evaluate(alone, targets),
                      seconds * 1e3, sizes[name] + "; ms include the detector")

@@ -98,7 +98,8 @@ def keras(backend: str | None = None) -> ModuleType:
     """Keras, imported after torch (and torchvision, unless Keras runs on torch).
 
     ``backend`` is what Keras runs on when this process has not imported it yet: "torch" (no
-    TensorFlow at all: the triage stage, and training on a GPU host), "tensorflow" (imported in
+    TensorFlow at all: a triage network of another architecture than the shipped one, and
+    training on a GPU host), "tensorflow" (imported in
     the order that does not crash) or None (Keras' own default, TensorFlow). Keras reads that
     choice from the ``KERAS_BACKEND`` environment variable when first imported and offers no
     other way, so this is the one place restorer sets it. Once imported, Keras keeps its

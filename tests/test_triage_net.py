@@ -1,4 +1,4 @@
-"""The trained triage network: its views, the shipped model, and TensorFlow beside torch.
+"""The trained triage network: its views, the shipped model, its torch port, and TensorFlow beside torch.
 
 The model test uses the bundled ``weights/triage_net.keras`` through the manifest (sha256
 checked) on seeded synthetic photos made from scikit-image's photos, which the model never saw
@@ -7,8 +7,10 @@ checked) on seeded synthetic photos made from scikit-image's photos, which the m
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import cv2
@@ -30,6 +32,8 @@ from restorer.stages.triage_net import (FUSION_ID, SEGNET_ID, VIEW_COUNT, VIEW_S
                                         fitted_on, fuse, load_fusion, load_triage_model,
                                         run_triage_model, training_views, triage_views,
                                         working_copy)
+from restorer.stages.triage_model import TriageModel
+from restorer.nets.triage_compact import _check_architecture, read_keras_compact
 from restorer import synth
 from restorer.train.triage import (LABELS, chunk_seeds, fit_logistic, make_pool, make_sample,
                                    make_set, pick_views, save_fusion, use_keras_backend)
@@ -291,6 +295,11 @@ def test_a_network_trained_on_keras_torch_backend_runs_in_the_stage_loader(tmp_p
     model = load_triage_model(tmp_path / "net.keras")
     answers = run_triage_model(model, np.load(tmp_path / "x.npy"))
     assert np.allclose(answers, np.load(tmp_path / "y.npy"), atol=1e-5)
+    # The stage reads the same file into its torch network: the same answers.
+    ported = TriageModel(tmp_path / "net.keras", device="cpu")
+    assert ported.runtime is not None  # the torch network, not Keras
+    assert np.allclose(ported.answers(np.load(tmp_path / "x.npy")), np.load(tmp_path / "y.npy"),
+                       atol=1e-5)
     from restorer.backends import keras
 
     running = keras().backend.backend()
@@ -301,55 +310,110 @@ def test_a_network_trained_on_keras_torch_backend_runs_in_the_stage_loader(tmp_p
         use_keras_backend("jax")
 
 
-def _triage_answers(tmp_path: Path, backend: str) -> np.ndarray:
-    """The shipped triage network's answers on the views in tmp_path/views.npy, loaded by the
-    stage's loader in a fresh interpreter whose Keras runs on ``backend``: torch (TensorFlow
-    cannot be imported there), run as the stage runs it (the backbone batched over the views);
-    tensorflow (chosen before the stage loads), the whole model called as it was trained."""
-    out = tmp_path / f"{backend}.npy"
-    choose = ("sys.modules['tensorflow'] = None\n"
-              "def answers(model, views): return run_triage_model(model, views)\n"
-              if backend == "torch" else
-              "from restorer.train.triage import use_keras_backend\n"
-              "use_keras_backend('tensorflow')\n"
-              "def answers(model, views):\n"
-              "    return keras().ops.convert_to_numpy(model(views, training=False))\n")
+def _tensorflow_answers(tmp_path: Path) -> np.ndarray:
+    """The shipped triage network's answers on the views in tmp_path/views.npy, from Keras on
+    TensorFlow (what it was trained on) in a fresh interpreter, the whole model called as it
+    was trained."""
+    out = tmp_path / "tensorflow.npy"
     code = (
         "import sys\n"
         "import numpy as np\n"
+        "from restorer.train.triage import use_keras_backend\n"
+        "use_keras_backend('tensorflow')\n"
         "from restorer.backends import keras\n"
         "from restorer.service import ServiceConfig, build_store\n"
-        "from restorer.stages.triage_net import WEIGHT_ID, load_triage_model, run_triage_model\n"
-        + choose +
+        "from restorer.stages.triage_net import WEIGHT_ID, load_triage_model\n"
         "store = build_store(ServiceConfig(offline=True))\n"
         "model = load_triage_model(store.resolve(WEIGHT_ID, download=False))\n"
-        f"assert keras().backend.backend() == {backend!r}, keras().backend.backend()\n"
-        f"np.save({str(out)!r}, answers(model, np.load({str(tmp_path / 'views.npy')!r})))\n"
-        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules and sys.modules[m]))\n"
+        "assert keras().backend.backend() == 'tensorflow', keras().backend.backend()\n"
+        f"views = np.load({str(tmp_path / 'views.npy')!r})\n"
+        f"np.save({str(out)!r}, keras().ops.convert_to_numpy(model(views, training=False)))\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
-    loaded = done.stdout.split("\n")[-2]
-    assert loaded == ("['keras']" if backend == "torch" else "['keras', 'tensorflow']"), loaded
     return np.load(out)
 
 
-def test_the_stage_runs_the_shipped_network_on_torch_as_on_tensorflow(tmp_path):
-    """The stage loads the shipped .keras file on Keras' torch backend (no TensorFlow in the
-    process: TensorFlow's start-up was most of a single-photo run); its answers equal those of
-    the TensorFlow backend it was trained on, to 1e-5, on photos of three kinds and sizes."""
+def _shipped_views(tmp_path: Path) -> np.ndarray:
+    """Views (3, K, S, S, 3) of three photos of three kinds and sizes, saved to views.npy."""
     rng = np.random.default_rng(7)
     photos = [load_image(data.astronaut()), synth.damage(load_image(data.coffee()), rng).image,
               cv2.GaussianBlur(load_image(data.chelsea()), (0, 0), 3)]
     views = [triage_views(photo) for photo in photos]
     count = min(len(v) for v in views)
     # The same number of views per photo (its first crops and its whole), so one batch holds all.
-    np.save(tmp_path / "views.npy", np.stack([np.concatenate([v[:count - 1], v[-1:]]) for v in views]))
-    on_torch, on_tensorflow = _triage_answers(tmp_path, "torch"), _triage_answers(tmp_path, "tensorflow")
-    assert on_torch.shape == (3, 2) and np.isfinite(on_torch).all()
-    assert np.abs(on_torch - on_tensorflow).max() <= 1e-5, np.abs(on_torch - on_tensorflow).max()
-    assert on_torch.std(axis=0).max() > 1e-3  # the photos get different answers: not a constant
+    batch = np.stack([np.concatenate([v[:count - 1], v[-1:]]) for v in views])
+    np.save(tmp_path / "views.npy", batch)
+    return batch
+
+
+def test_the_stage_runs_the_shipped_network_in_torch_as_keras_on_tensorflow(tmp_path, stage):
+    """The stage reads the shipped .keras file into its torch network (no Keras, no TensorFlow:
+    their start-up was most of a single-photo run); its answers equal those of Keras on the
+    TensorFlow backend it was trained on, to 1e-5, on photos of three kinds and sizes."""
+    views = _shipped_views(tmp_path)
+    model = stage.network.model
+    assert model.runtime is not None and model.parameters == 57602  # weights/triage_net.json
+    runs: list = []
+    in_torch = model.answers(views, runs)
+    on_tensorflow = _tensorflow_answers(tmp_path)
+    assert in_torch.shape == (3, 2) and np.isfinite(in_torch).all()
+    assert np.abs(in_torch - on_tensorflow).max() <= 1e-5, np.abs(in_torch - on_tensorflow).max()
+    assert in_torch.std(axis=0).max() > 1e-3  # the photos get different answers: not a constant
+    assert model.record(runs)["device"] == "cpu" and model.record(runs)["precision"] == "fp32"
+
+
+def test_a_file_of_another_architecture_runs_through_keras(tmp_path, monkeypatch):
+    """A .keras file whose layers are not the compact architecture is refused by the torch
+    reader (each kind of difference named) and runs through Keras instead, giving the same
+    answers; a file that is not a Keras model is refused with the file named."""
+    path = build_store(ServiceConfig(offline=True)).resolve(WEIGHT_ID, download=False)
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+    outer = config["config"]["layers"]
+    backbone = next(layer for layer in outer if layer["class_name"] == "TimeDistributed")
+    inner = backbone["config"]["layer"]["config"]["layers"]
+
+    def changed(edit) -> dict:
+        copy = json.loads(json.dumps(config))
+        edit(copy)
+        return copy
+
+    def layer(cfg: dict, name: str) -> dict:
+        td = next(x for x in cfg["config"]["layers"] if x["class_name"] == "TimeDistributed")
+        return next(x for x in td["config"]["layer"]["config"]["layers"]
+                    if x["config"].get("name") == name)["config"]
+
+    edits = {
+        "wider": lambda c: layer(c, "separable_conv2d").update(filters=48),
+        "strided": lambda c: layer(c, "conv2d").update(strides=[2, 2]),
+        "epsilon": lambda c: layer(c, "batch_normalization").update(epsilon=1e-5),
+        "activation": lambda c: c["config"]["layers"][-1]["config"].update(activation="softmax"),
+        "no backbone": lambda c: c["config"]["layers"].remove(
+            next(x for x in c["config"]["layers"] if x["class_name"] == "TimeDistributed")),
+    }
+    for name, edit in edits.items():
+        with pytest.raises(ValueError):
+            _check_architecture(changed(edit))
+    _check_architecture(config)  # the shipped file passes
+    assert len(inner) > 10
+    not_keras = tmp_path / "not.keras"
+    not_keras.write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="not.keras is not a saved Keras model"):
+        read_keras_compact(not_keras)
+
+    views = _shipped_views(tmp_path)[:, :4]
+    in_torch = TriageModel(path, device="cpu").answers(views)
+
+    def refuse(_path):
+        raise ValueError("not the compact triage architecture")
+
+    monkeypatch.setattr("restorer.nets.triage_compact.read_keras_compact", refuse)
+    through_keras = TriageModel(path, device="cpu")
+    assert through_keras.runtime is None and through_keras.parameters == 57602
+    assert "Keras" in through_keras.record([])["notes"][0]
+    assert np.abs(through_keras.answers(views) - in_torch).max() <= 1e-5
 
 
 def test_crack_features_tell_a_long_crack_from_dust():

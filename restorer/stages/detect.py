@@ -37,7 +37,6 @@ from typing import Any, ClassVar, Literal, Mapping
 
 import cv2
 import numpy as np
-from skimage.morphology import skeletonize
 
 from restorer.ops import luminance
 from restorer.stage_ids import DETECT_MORPH
@@ -322,6 +321,8 @@ def _keep_cracks(
     """
     if not candidates.any():
         return candidates
+    from skimage.morphology import skeletonize  # scikit-image's morphology takes 0.5 s to import
+
     count, labels = cv2.connectedComponents(candidates.astype(np.uint8), connectivity=8)
     where = np.flatnonzero(labels)
     flat = labels.ravel()[where]

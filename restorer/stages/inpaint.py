@@ -11,7 +11,6 @@ from typing import Any, ClassVar, Mapping
 
 import cv2
 import numpy as np
-from skimage.restoration import inpaint_biharmonic
 
 from restorer.errors import PlanError
 from restorer.ops import mask_regions
@@ -134,4 +133,6 @@ class BiharmonicInpainter(CropInpainter):
     context = 4
 
     def fill(self, crop: np.ndarray, mask: np.ndarray, options: Mapping[str, Any]) -> np.ndarray:
+        from skimage.restoration import inpaint_biharmonic  # imports SciPy: only when used
+
         return inpaint_biharmonic(crop, mask, channel_axis=-1).astype(np.float32)

@@ -1,4 +1,4 @@
-"""Trained triage: a small Keras network labels the damage (blur and cracks) of a photo.
+"""Trained triage: a small network (trained with Keras) labels the damage (blur and cracks) of a photo.
 
 A photo of any size is judged from views that keep both kinds of evidence
 (:func:`triage_views`): crops of ``VIEW_SIZE`` px that tile the whole of a working copy whose
@@ -27,20 +27,17 @@ restorer.train.triage --fusion`` on photos apart from the benchmark's; the file 
 segmentation network trained for pixel masks, the triage network a classifier of whole
 photos: each catches cracks the other misses.
 
-Keras comes from :mod:`restorer.backends` on its torch backend (no TensorFlow is imported: that
-took most of a single-photo run's start) when the stage is built (the registry builds it on
-first use, or :func:`restorer.service.warm_up` in the background at start-up); the same
-``.keras`` file gives the same answers on TensorFlow to 1e-5 (a test checks it), which a process
-that already runs Keras on TensorFlow (training) keeps using, with the GPUs hidden from it so it
-never reserves memory the torch stages need. The model runs under a lock (one Keras call at a
-time). The detector runs through :mod:`restorer.runtime` on the device asked for (how it ran is
-the ``runtime`` of the stage's info).
+The network is read from its ``.keras`` file into torch (:mod:`restorer.stages.triage_model`:
+no Keras or TensorFlow is imported, which took most of a single-photo run's start) when the stage
+is built (the registry builds it on first use, or :func:`restorer.service.warm_up` in the
+background at start-up); its answers equal Keras' to 1e-5 (a test checks it). The network and
+the detector run through :mod:`restorer.runtime` on the device asked for (how they ran is the
+``runtime`` of the stage's info).
 """
 
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Mapping
@@ -56,7 +53,7 @@ from restorer.stages.base import (ProgressFn, StageKind, StageOutput, StageSpec,
                                   Work)
 from restorer.stages.deblur import estimate_blur_sigmas
 from restorer.stages.detect_learned import segnet_probability, segnet_runtime
-from restorer.stages.triage_keras import (VIEW_SIZE, WEIGHT_ID, load_triage_model,
+from restorer.stages.triage_model import (VIEW_SIZE, WEIGHT_ID, TriageModel, load_triage_model,
                                           run_triage_model, triage_runner)
 from restorer.stages.triage_labels import DamageMeasure, FadeMeasure, label_probabilities
 from restorer.weights import sha256_file
@@ -296,32 +293,25 @@ def load_fusion(path: Path, segnet_path: Path, model_path: Path) -> Fusion:
 
 
 class TriageNetwork:
-    """The trained Keras network and the SegNet detector: :class:`Measurement` of a photo.
+    """The trained triage network and the SegNet detector: :class:`Measurement` of a photo.
 
-    ``device`` and ``precision``: where and how the detector runs (the Keras network stays on
-    the CPU)."""
+    ``device`` and ``precision``: where and how both run (see :class:`TriageModel`)."""
 
     def __init__(self, model_path: Path, segnet_path: Path, *, device: str = "auto",
                  precision: str = "auto") -> None:
-        self._path = model_path
-        self._lock = threading.Lock()
-        self.model = self._load()
-        self._answers = triage_runner(self.model)
+        self.model = TriageModel(model_path, device=device, precision=precision)
         self.segnet, self.threshold = segnet_runtime(segnet_path, NetTriage.spec.id,
                                                      device=device, precision=precision)
 
-    def _load(self) -> Any:
-        return load_triage_model(self._path)
-
     def measure(self, image: np.ndarray, recipe: Recipe = Recipe(),
-                runs: list[Any] | None = None) -> Measurement:
+                runs: list[Any] | None = None,
+                network_runs: list[Any] | None = None) -> Measurement:
         """The measurements of float (H, W, 3) [0, 1] ``image``, taken as ``recipe`` says
-        (``runs`` collects how the detector ran)."""
+        (``runs`` and ``network_runs`` collect how the detector and the network ran)."""
         image = np.asarray(image, dtype=np.float32)
         work = working_copy(image)  # shared by the views, the detector and the blur measure
         views = _views(image, work, tile=True)[None]
-        with self._lock:
-            out = self._answers(views)[0]
+        out = self.model.answers(views, network_runs)[0]
         probability = segnet_probability(self.segnet, work, flips=recipe.detector_flips,
                                          runs=runs)
         flagged = None
@@ -334,7 +324,7 @@ class TriageNetwork:
 
 
 class NetTriage:
-    """Stage: the trained Keras triage network fused with the detector and a blur measure."""
+    """Stage: the trained triage network fused with the detector and a blur measure."""
 
     spec: ClassVar[StageSpec] = StageSpec(
         id=TRIAGE_NET,
@@ -357,9 +347,10 @@ class NetTriage:
         self.fusion = load_fusion(weight_path(FUSION_ID), segnet_path, model_path)
         self.network = TriageNetwork(model_path, segnet_path, device=device, precision=precision)
 
-    def measure(self, image: np.ndarray, runs: list[Any] | None = None) -> Measurement:
+    def measure(self, image: np.ndarray, runs: list[Any] | None = None,
+                network_runs: list[Any] | None = None) -> Measurement:
         """The measurements of float (H, W, 3) [0, 1] ``image`` its fusion was fitted on."""
-        return self.network.measure(image, self.fusion.recipe, runs)
+        return self.network.measure(image, self.fusion.recipe, runs, network_runs)
 
     def probabilities(self, image: np.ndarray) -> tuple[float, float]:
         """Fused (p_blur, p_crack) in [0, 1] for float (H, W, 3) [0, 1] ``image``."""
@@ -368,7 +359,8 @@ class NetTriage:
     def run(self, work: Work, options: Mapping[str, Any], progress: ProgressFn) -> StageOutput:
         progress(0.0, "looking for blur and cracks")
         runs: list[Any] = []
-        measured = self.measure(work.image, runs)
+        network_runs: list[Any] = []
+        measured = self.measure(work.image, runs, network_runs)
         p_blur, p_crack = fuse(self.fusion, measured)
         result = labels_from_probabilities(p_blur, p_crack, method="net", labels=label_probabilities(
             p_blur, p_crack, work.image, self.fade, self.damage))
@@ -379,5 +371,6 @@ class NetTriage:
                 "flagged_log10": round(measured.features[0], 3),
                 "longest_defect": round(measured.features[1], 4),
                 "flagged_confidence": round(measured.features[2], 4),
-                "runtime": self.network.segnet.record(runs)}
+                "runtime": self.network.segnet.record(runs),
+                "network_runtime": self.network.model.record(network_runs)}
         return StageOutput(triage=result, info=info)
