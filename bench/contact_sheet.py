@@ -31,7 +31,7 @@ if str(REPO) not in sys.path:
 
 from restorer.imaging import load_image, overlay_mask, to_uint8  # noqa: E402
 from restorer.ops import fit_long_side  # noqa: E402
-from restorer.pipeline import RestoreResult  # noqa: E402
+from restorer.result import RestoreResult  # noqa: E402
 from restorer.service import build_pipeline  # noqa: E402
 
 FOLDERS = ("faded", "scratched", "low-quality", "historic")

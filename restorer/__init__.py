@@ -18,9 +18,10 @@ from restorer.errors import (ImageInputError, PlanError, RestorerError, StageErr
 
 if TYPE_CHECKING:
     from restorer.imaging import ImageLimits, load_image, load_mask, save_image, save_mask
-    from restorer.pipeline import Pipeline, RestoreResult, StageRecord
+    from restorer.pipeline import Pipeline
     from restorer.planner import AutoMethods, Plan, PlannedStage, plan_auto, plan_manual
     from restorer.registry import Registry, StageEntry, default_registry
+    from restorer.result import RestoreResult, StageRecord
     from restorer.settings import Settings, build_settings
     from restorer.stages.base import (TRIAGE_LABELS, Stage, StageKind, StageOutput, StageSpec,
                                       TriageResult, Work)
@@ -29,9 +30,10 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "restorer.imaging": ("ImageLimits", "load_image", "load_mask", "save_image", "save_mask"),
-    "restorer.pipeline": ("Pipeline", "RestoreResult", "StageRecord"),
+    "restorer.pipeline": ("Pipeline",),
     "restorer.planner": ("AutoMethods", "Plan", "PlannedStage", "plan_auto", "plan_manual"),
     "restorer.registry": ("Registry", "StageEntry", "default_registry"),
+    "restorer.result": ("RestoreResult", "StageRecord"),
     "restorer.settings": ("Settings", "build_settings"),
     "restorer.stages.base": ("TRIAGE_LABELS", "Stage", "StageKind", "StageOutput", "StageSpec",
                              "TriageResult", "Work"),

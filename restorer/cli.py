@@ -24,8 +24,9 @@ from restorer.stage_ids import COLOUR_DDCOLOR, DEBLUR_RL, FACE_GFPGAN, TONE_REST
 
 if TYPE_CHECKING:  # the pipeline's modules import OpenCV and torch: only when a command runs
     from restorer.jobs import JobSettings, Outputs
-    from restorer.pipeline import Pipeline, RestoreResult
+    from restorer.pipeline import Pipeline
     from restorer.planner import PlannedStage
+    from restorer.result import RestoreResult
 
 __all__ = ["main", "build_parser", "parse_stages"]
 

@@ -18,8 +18,9 @@ from restorer import files
 from restorer.errors import OutputPathError, PlanError
 from restorer.imaging import (ImageLimits, check_output_extension, encode_image, encode_mask,
                               load_mask, load_photo)
-from restorer.pipeline import Pipeline, RestoreResult
+from restorer.pipeline import Pipeline
 from restorer.planner import MASK_MODES, PlannedStage, plan_manual
+from restorer.result import RestoreResult
 
 __all__ = ["Outputs", "JobSettings", "check_outputs", "restore_file"]
 

@@ -19,8 +19,9 @@ import numpy as np
 
 from restorer.errors import RestorerError
 from restorer.imaging import outline_boxes, overlay_mask
-from restorer.pipeline import Pipeline, RestoreResult
+from restorer.pipeline import Pipeline
 from restorer.planner import Plan, PlannedStage, plan_manual
+from restorer.result import RestoreResult
 from restorer.stage_ids import COLOUR_DDCOLOR
 from restorer.stages.base import StageKind, StageSpec, TriageResult
 

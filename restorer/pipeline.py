@@ -1,4 +1,5 @@
-"""Running a plan over a photo, keeping every intermediate."""
+"""Running a plan over a photo, keeping every intermediate (what a run returns:
+:mod:`restorer.result`)."""
 
 from __future__ import annotations
 
@@ -16,119 +17,20 @@ from restorer.mount import find_print
 from restorer.planner import (AutoBudget, AutoMethods, Plan, PlannedStage, apply_user_mask,
                               fit_learned, plan_auto)
 from restorer.registry import Registry
-from restorer.runtime import record_of
+from restorer.result import RestoreResult, StageRecord
 from restorer.settings import DEFAULT_TIME_BUDGET
 from restorer.stage_ids import TRIAGE_HEURISTIC
-from restorer.stages.base import StageKind, StageOutput, TriageResult, Work
+from restorer.stages.base import StageKind, StageOutput, Work
 from restorer.tone import Tone, analyse_tone, apply_tone
 
+#: Pipeline is this module's own; RestoreResult and StageRecord (restorer.result, what a run
+#: returns) and DEFAULT_TIME_BUDGET (restorer.settings) are re-exported.
 __all__ = ["StageRecord", "RestoreResult", "Pipeline", "PipelineProgress", "DEFAULT_TIME_BUDGET"]
 
 log = logging.getLogger(__name__)
 
 #: Overall progress: fraction of the whole run in [0, 1] and a description.
 PipelineProgress = Callable[[float, str], None]
-
-
-@dataclass(frozen=True)
-class StageRecord:
-    """One stage as it ran: its output image or mask, seconds, and notes."""
-
-    id: str
-    kind: str
-    title: str
-    seconds: float
-    options: Mapping[str, Any] = field(default_factory=dict)
-    image: np.ndarray | None = None
-    mask: np.ndarray | None = None
-    info: Mapping[str, Any] = field(default_factory=dict)
-    masks: Mapping[str, np.ndarray] | None = None
-
-
-@dataclass(frozen=True)
-class RestoreResult:
-    """Everything a run produced.
-
-    ``image`` is the final float32 (H, W, 3) [0, 1] photo; ``mask`` the bool (H, W) defect mask
-    (detected or given; None when there was none), which was inpainted when ``inpainted``;
-    ``mask_source`` says where it came from: "detected", "user" or "user+detected".
-    ``options_unused`` names stages given options that did not run. ``skipped_for_time``
-    names the learned stages Auto left out to keep within ``time_budget`` seconds on
-    ``device`` (None until a learned stage could run); ``auto_notes`` says what Auto used
-    instead of each learned stage and why. ``fallbacks`` says which stage could not be built
-    here and what ran instead (or that it was skipped).
-    """
-
-    input: np.ndarray
-    image: np.ndarray
-    mask: np.ndarray | None
-    triage: TriageResult | None
-    plan: Plan
-    stages: tuple[StageRecord, ...]
-    weights: Mapping[str, str]
-    tone: Tone
-    message: str
-    mask_source: str | None = None
-    options_unused: tuple[str, ...] = ()
-    skipped_for_time: tuple[str, ...] = ()
-    auto_notes: tuple[str, ...] = ()
-    time_budget: float | None = None
-    device: str | None = None
-    fallbacks: tuple[str, ...] = ()
-
-    @property
-    def inpainted(self) -> bool:
-        """True when an inpainting stage filled ``mask``."""
-        return any(r.kind == "inpaint" for r in self.stages)
-
-    @property
-    def colourised(self) -> bool:
-        """True when a colourisation stage gave the photo colours (a grey input's output is
-        then written in colour)."""
-        return any(r.kind == StageKind.COLOUR.value and r.info.get("changed") for r in self.stages)
-
-    @property
-    def kind_masks(self) -> dict[str, np.ndarray]:
-        """Kind of damage -> bool (H, W) from the last detector that told kinds apart (the
-        mask legend); empty when none did."""
-        found = [r.masks for r in self.stages if r.masks is not None]
-        return dict(found[-1]) if found else {}
-
-    @property
-    def timings(self) -> dict[str, float]:
-        """Seconds per stage id, in run order."""
-        return {r.id: r.seconds for r in self.stages}
-
-    def report(self) -> dict[str, Any]:
-        """A JSON-ready summary: labels, stages, seconds, weight versions."""
-        return {
-            "labels": dict(self.triage.confidences) if self.triage else None,
-            "label": self.triage.label if self.triage else None,
-            "damage_labels": dict(self.triage.labels) if self.triage else None,
-            "damage_found": sorted(self.triage.found) if self.triage else None,
-            "triage_method": self.triage.method if self.triage else None,
-            "triage_scores": dict(self.triage.scores) if self.triage else None,
-            "plan": list(self.plan.ids),
-            "plan_reason": self.plan.reason,
-            "stages": [{"id": r.id, "kind": r.kind, "seconds": round(r.seconds, 4),
-                        "options": dict(r.options), "info": dict(r.info)} for r in self.stages],
-            "seconds_total": round(sum(r.seconds for r in self.stages), 4),
-            "weights": dict(self.weights),
-            "tone": self.tone.kind,
-            "defect_fraction": float(self.mask.mean()) if self.mask is not None else 0.0,
-            "inpainted": self.inpainted,
-            "mask_source": self.mask_source,
-            "options_unused": list(self.options_unused),
-            "time_budget_s": self.time_budget,
-            "device": self.device,
-            "skipped_for_time": list(self.skipped_for_time),
-            "auto_notes": list(self.auto_notes),
-            "fallbacks": list(self.fallbacks),
-            "runtime": {r.id: record_of(r.info) for r in self.stages
-                        if record_of(r.info) is not None},
-            "size": [int(self.image.shape[1]), int(self.image.shape[0])],
-            "message": self.message,
-        }
 
 
 class Pipeline:

@@ -22,7 +22,9 @@ A call that is not an image forward (a detector with its own pre- and post-proce
 through :meth:`ModelRuntime.apply`: same device, lock and out-of-memory fallback. Each call
 returns a :class:`RunInfo` (device, precision, tiles, notes) for the stage's report
 (:meth:`ModelRuntime.record` merges a stage's calls). The arithmetic (padding, tile sides,
-where tiles go and how they blend) is pure and lives in :mod:`restorer.runtime_plan`.
+where tiles go and how they blend) is pure and lives in :mod:`restorer.runtime_plan`; the device
+and precision choices in :mod:`restorer.runtime_device`; :class:`RunInfo` and the records built
+from it in :mod:`restorer.runtime_record`. Their public names are re-exported here.
 
 Images are numpy float32 (H, W, C) going in and out; what range they hold is the stage's
 business (the runtime converts layouts, never values). torch is imported when a runtime is made.
@@ -31,108 +33,37 @@ business (the runtime converts layouts, never values). torch is imported when a 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 import numpy as np
 
-from restorer.errors import RestorerError, StageUnavailableError
-from restorer.settings import PRECISIONS
+from restorer.runtime_device import (DEVICE_CHOICES, check_precision, pick_device, pick_precision,
+                                     resolve_device)
 from restorer.runtime_plan import (ModelTraits, PadMode, pad_to, padded_size, smaller_tile,
                                    tile_side, tile_starts, tile_weights)
+from restorer.runtime_record import RunInfo, merge_runs, record_of
+from restorer.settings import PRECISIONS
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["DEVICE_CHOICES", "PRECISIONS", "ModelTraits", "PadMode", "RunInfo", "ModelRuntime",
-           "pick_device", "pick_precision", "resolve_device", "pad_to", "tile_starts",
-           "tile_weights", "traits_from_descriptor", "merge_runs", "record_of", "check_precision"]
+__all__ = [
+    # The runtime (this module).
+    "ModelRuntime", "traits_from_descriptor",
+    # Re-exported: device and precision (restorer.runtime_device, restorer.settings), how calls
+    # ran (restorer.runtime_record), padding and tiles (restorer.runtime_plan).
+    "DEVICE_CHOICES", "PRECISIONS", "pick_device", "pick_precision", "resolve_device",
+    "check_precision", "RunInfo", "merge_runs", "record_of", "ModelTraits", "PadMode", "pad_to",
+    "tile_starts", "tile_weights",
+]
 
 log = logging.getLogger(__name__)
 
-DEVICE_CHOICES = "auto (CUDA, then Apple MPS, then CPU), cpu, mps, cuda or cuda:N"
-"""What a device choice may be."""
-
-_DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class RunInfo:
-    """How one call ran: device, precision, tiles (count and side, None: one piece), notes."""
-
-    device: str
-    precision: str
-    tiles: int
-    tile: int | None
-    notes: tuple[str, ...] = ()
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-ready, for a stage's info and the report."""
-        return {"device": self.device, "precision": self.precision, "tiles": self.tiles,
-                "tile": self.tile, "notes": list(self.notes)}
-
-
-def pick_device(choice: str, *, cuda_count: int, mps: bool) -> str:
-    """The device string for ``choice`` given what is present (pure: no torch).
-
-    "auto": "cuda" when a CUDA GPU is present, else "mps" when Apple's is, else "cpu". A device
-    asked for that is not present raises StageUnavailableError saying what is.
-    """
-    wanted = choice.strip().lower() if isinstance(choice, str) else ""
-    if not _DEVICE.fullmatch(wanted):
-        raise RestorerError(f"unknown device '{choice}': use {DEVICE_CHOICES}")
-    if wanted == "auto":
-        return "cuda" if cuda_count else "mps" if mps else "cpu"
-    if wanted.startswith("cuda"):
-        index = int(wanted.partition(":")[2] or 0)
-        if index >= cuda_count:
-            raise StageUnavailableError(f"device '{wanted}' was asked for but {cuda_count} CUDA "
-                                        "GPU(s) are present here; use 'auto' or 'cpu'")
-    if wanted == "mps" and not mps:
-        raise StageUnavailableError("device 'mps' was asked for but Apple's GPU is not present "
-                                    "here; use 'auto' or 'cpu'")
-    return wanted
-
-
-def resolve_device(choice: str) -> torch.device:
-    """The ``torch.device`` for ``choice`` on this machine (see :func:`pick_device`)."""
-    import torch
-
-    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    mps = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
-    return torch.device(pick_device(choice, cuda_count=cuda, mps=mps))
-
-
-def pick_precision(choice: str, device_type: str, traits: ModelTraits, *,
-                   bf16_supported: bool = True) -> str:
-    """"fp32", "fp16" or "bf16" for ``choice`` on ``device_type`` (pure).
-
-    "auto": fp16 on CUDA when the traits allow it, else bf16 when they and the GPU allow it,
-    else fp32. Half precision is only used on CUDA; asking for one elsewhere, or for one the
-    model does not declare safe, raises RestorerError.
-    """
-    if choice not in PRECISIONS:
-        raise RestorerError(f"unknown precision '{choice}': use {', '.join(PRECISIONS)}")
-    if choice == "fp32":
-        return "fp32"
-    cuda = device_type == "cuda"
-    if choice == "auto":
-        if cuda and traits.fp16:
-            return "fp16"
-        return "bf16" if cuda and traits.bf16 and bf16_supported else "fp32"
-    if not cuda:
-        raise RestorerError(f"{choice} needs a CUDA GPU; use precision 'fp32' or 'auto' here")
-    if not getattr(traits, choice):
-        raise RestorerError(f"{traits.name} does not run correctly in {choice}; use 'auto' or "
-                            "'fp32'")
-    if choice == "bf16" and not bf16_supported:
-        raise RestorerError("this GPU has no bf16; use 'auto' or 'fp16' or 'fp32'")
-    return choice
 
 
 def traits_from_descriptor(descriptor: Any, **overrides: Any) -> ModelTraits:
@@ -383,30 +314,3 @@ class ModelRuntime:
         if device.type == "cuda":
             self._torch.cuda.empty_cache()
 
-
-def merge_runs(runs: Sequence[RunInfo]) -> RunInfo | None:
-    """One RunInfo for several calls of a stage (e.g. one per window or face): the last call's
-    device and precision, the tiles summed, the largest tile side, every distinct note."""
-    if not runs:
-        return None
-    notes = tuple(dict.fromkeys(note for run in runs for note in run.notes))
-    sides = [run.tile for run in runs if run.tile is not None]
-    return RunInfo(runs[-1].device, runs[-1].precision, sum(run.tiles for run in runs),
-                   max(sides) if sides else None, notes)
-
-
-def record_of(info: Mapping[str, Any]) -> dict[str, Any] | None:
-    """How a learned stage's networks ran, from its StageOutput ``info``: the own stages'
-    ``runtime`` record, the published stages' flat fields; None for other stages."""
-    if isinstance(info.get("runtime"), Mapping):
-        return dict(info["runtime"])
-    keys = ("device", "precision", "tiles", "tile", "notes")
-    return {k: info[k] for k in keys} if all(k in info for k in keys) else None
-
-
-def check_precision(precision: str, device_type: str) -> str:
-    """``precision`` if it can be asked for on ``device_type``; RestorerError saying what to
-    use otherwise (fp16 and bf16 need a CUDA GPU)."""
-    anything = ModelTraits(name="any model", fp16=True, bf16=True)
-    pick_precision(precision, device_type, anything)
-    return precision

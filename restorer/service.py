@@ -14,7 +14,7 @@ from restorer.errors import (StageUnavailableError, WeightsError, WeightsIntegri
 from restorer.pipeline import Pipeline
 from restorer.planner import LEARNED, AutoMethods
 from restorer.registry import Registry, default_registry
-from restorer.runtime import check_precision
+from restorer.runtime_device import check_precision
 from restorer.settings import DEVICE_ENV, Settings
 from restorer.stage_ids import (COLOUR_DDCOLOR, DETECT_MORPH, DETECT_PRINT, DETECT_SEGNET,
                                 FACE_GFPGAN, INPAINT_TELEA, TONE_RESTORE, TRIAGE_HEURISTIC,

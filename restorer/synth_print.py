@@ -4,8 +4,9 @@ Four kinds (:data:`KINDS`), drawn by :func:`print_damage` in a fixed order over 
 
 - ``crack``: cracks and scratches of the emulsion, 0.7 to 12 px wide at the photo's own scale
   (log-uniform, so most are thin), light (paper showing) or dark (dirt), hard or soft edged,
-  partly opaque with an opacity that varies along them, as crack webs (:func:`synth.network_alpha`),
-  loose branching cracks (:func:`synth.crack_alpha`) or long scratches (:func:`synth.scratch_alpha`);
+  partly opaque with an opacity that varies along them, as crack webs
+  (:func:`synth_shapes.network_alpha`), loose branching cracks (:func:`synth_shapes.crack_alpha`)
+  or long scratches (:func:`synth_shapes.scratch_alpha`);
   a wide light crack may show a darker rim where the emulsion lifted.
 - ``crease``: a fold, a long gently curved line often crossing the whole photo, drawn as a
   shaded ridge (one side lit, the other in shadow) with, mostly, a thin broken line of paper
@@ -31,7 +32,7 @@ from typing import Iterable, Mapping
 import cv2
 import numpy as np
 
-from restorer import synth
+from restorer import synth_degrade, synth_shapes
 
 __all__ = ["KINDS", "VISIBLE", "PrintDamage", "crack_layer", "crease_layer", "spot_layer",
            "hole_layer", "print_damage", "old_print_damage"]
@@ -111,12 +112,12 @@ def crack_layer(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     spread = (max(0.6, width * 0.6), width * 1.4)
     style = rng.choice(["web", "loose", "scratch"], p=[0.4, 0.4, 0.2])
     if style == "web":
-        alpha = synth.network_alpha(shape, rng, width=spread, cells=(8, 50))
+        alpha = synth_shapes.network_alpha(shape, rng, width=spread, cells=(8, 50))
     elif style == "loose":
-        alpha = synth.crack_alpha(shape, rng, count=int(rng.integers(1, 5)), width=spread,
-                                  branch_probability=rng.uniform(0.1, 0.6))
+        alpha = synth_shapes.crack_alpha(shape, rng, count=int(rng.integers(1, 5)), width=spread,
+                                         branch_probability=rng.uniform(0.1, 0.6))
     else:
-        alpha = synth.scratch_alpha(shape, rng, count=int(rng.integers(1, 4)), width=spread)
+        alpha = synth_shapes.scratch_alpha(shape, rng, count=int(rng.integers(1, 4)), width=spread)
     softness = rng.choice([0.0, rng.uniform(0.4, 1.5)], p=[0.5, 0.5])
     if softness > 0:
         alpha = cv2.GaussianBlur(alpha, (0, 0), softness)
@@ -193,8 +194,8 @@ def spot_layer(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     style = rng.choice(["foxing", "stain", "mould", "dust"], p=[0.35, 0.2, 0.15, 0.3])
     canvas = np.zeros((height * _SUPER, width * _SUPER), np.uint8)
     if style == "dust":
-        alpha = synth.spot_alpha(shape, rng, count=int(rng.integers(10, 80)),
-                                 radius=(0.5, 3.0 * scale))
+        alpha = synth_shapes.spot_alpha(shape, rng, count=int(rng.integers(10, 80)),
+                                        radius=(0.5, 3.0 * scale))
         colour = _paper(shape, rng) if rng.random() < 0.5 else _dirt(rng)
         return _over(image, alpha * rng.uniform(0.6, 1.0), colour)
     if style == "stain":
@@ -243,7 +244,7 @@ def _hole_outline(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarra
         size = rng.uniform(0.06, 0.35) * short
         p, q = corner + a * size * rng.uniform(0.5, 1.5), corner + b * size * rng.uniform(0.5, 1.5)
         outside = corner - (a + b) * 4
-        edge = synth.jagged_path(p, q, rng)
+        edge = synth_shapes.jagged_path(p, q, rng)
         return np.vstack([outside[None], p + (p - corner) * 0.02, edge, q + (q - corner) * 0.02])
     side = int(rng.integers(4))
     start, end = corners[side], corners[(side + 1) % 4]
@@ -259,8 +260,8 @@ def _hole_outline(shape: tuple[int, int], rng: np.random.Generator) -> np.ndarra
         half, depth = rng.uniform(0.005, 0.02) * short, rng.uniform(0.1, 0.4) * short
     tip = centre + inward * depth + unit * rng.normal(0, 0.3) * depth
     left, right = centre - unit * half - inward * 4, centre + unit * half - inward * 4
-    return np.vstack([left[None], synth.jagged_path(left + inward * 4, tip, rng),
-                      synth.jagged_path(tip, right + inward * 4, rng)[1:], right[None]])
+    return np.vstack([left[None], synth_shapes.jagged_path(left + inward * 4, tip, rng),
+                      synth_shapes.jagged_path(tip, right + inward * 4, rng)[1:], right[None]])
 
 
 def hole_layer(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -335,8 +336,10 @@ def print_damage(clean: np.ndarray, rng: np.random.Generator, *,
 
 def old_print_damage(clean: np.ndarray, rng: np.random.Generator, *,
                      kinds: Iterable[str] | None = None) -> PrintDamage:
-    """:func:`print_damage` on a toned or faded copy of ``clean`` (:func:`synth.age`), then film
-    grain or JPEG (:func:`synth.scan`); ``clean`` of the result is the toned copy, unscanned."""
-    toned = synth.age(np.asarray(clean, dtype=np.float32), rng)
+    """:func:`print_damage` on a toned or faded copy of ``clean`` (:func:`synth_degrade.age`),
+    then film grain or JPEG (:func:`synth_degrade.scan`); ``clean`` of the result is the toned
+    copy, unscanned."""
+    toned = synth_degrade.age(np.asarray(clean, dtype=np.float32), rng)
     damaged = print_damage(toned, rng, kinds=kinds)
-    return PrintDamage(image=synth.scan(damaged.image, rng), clean=toned, masks=damaged.masks)
+    return PrintDamage(image=synth_degrade.scan(damaged.image, rng), clean=toned,
+                       masks=damaged.masks)

@@ -19,7 +19,8 @@ from restorer.archive.ledger import DONE, FAILED, file_sha256
 from restorer.archive.sources import Job
 from restorer.errors import RestorerError
 from restorer.jobs import JobSettings, Outputs, restore_file
-from restorer.pipeline import Pipeline, RestoreResult
+from restorer.pipeline import Pipeline
+from restorer.result import RestoreResult
 from restorer.service import build_pipeline
 from restorer.settings import Settings
 

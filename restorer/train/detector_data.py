@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from restorer import synth
+from restorer import synth, synth_degrade
 from restorer.errors import RestorerError
 from restorer.features import describe, patches, texture_planes
 from restorer.imaging import load_image
@@ -82,7 +82,7 @@ def make_examples(paths: Sequence[Path], size: int, seed: int, *,
             if aged:
                 rng = np.random.default_rng([seed, index, 3])
                 examples.append(Example(f"{path.name}#aged-clean",
-                                        synth.scan(synth.age(clean, rng), rng),
+                                        synth_degrade.scan(synth_degrade.age(clean, rng), rng),
                                         np.zeros(clean.shape[:2], np.float32)))
     return examples
 

@@ -7,9 +7,9 @@ photos never appear in validation. Each sample is one photo at a random size (lo
 1024 px, never enlarged) with one of the four labels drawn evenly: clean, blurred (Gaussian,
 defocus or slight motion), cracked (1 to 6 light and dark cracks from :mod:`restorer.synth`), or
 both (blur first: the print was blurred, then cracked). Old-photo nuisances that are not damage
-are applied to every class alike (:func:`restorer.synth.age` and :func:`restorer.synth.scan`:
-sepia or grey toning, fading, film grain, JPEG),
-so that the network does not call every old-looking photo damaged. Everything is seeded.
+are applied to every class alike (:func:`restorer.synth_degrade.age` and
+:func:`restorer.synth_degrade.scan`: sepia or grey toning, fading, film grain, JPEG), so that
+the network does not call every old-looking photo damaged. Everything is seeded.
 Drawing a sample takes 25 to 35 ms of one core; ``--workers N`` draws the training samples in
 N processes (seeded chunks, :func:`chunk_seeds`), for the large sets a many-core GPU host can
 train on. ``--keras-backend torch`` trains on Keras' torch backend, on the GPU when one is

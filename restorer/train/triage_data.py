@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from restorer import synth
-from restorer.synth import age, scan
+from restorer.synth_degrade import age, blur, scan
 from restorer.imaging import load_image
 from restorer.ops import fit_long_side
 from restorer.stages.triage_net import (VIEW_COUNT, VIEW_SIZE, crop_origins, pad_to_view,
@@ -76,7 +76,7 @@ def _blur(image: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, str]
     kind = str(rng.choice(["gaussian", "gaussian", "defocus", "motion"]))
     strength = {"gaussian": rng.uniform(1.5, 4.0), "defocus": rng.uniform(2.0, 5.0),
                 "motion": rng.uniform(2.5, 6.0)}[kind]
-    return synth.blur(image, rng, kind=kind, strength=float(strength)), kind
+    return blur(image, rng, kind=kind, strength=float(strength)), kind
 
 
 #: Damage a viewer could not see is not damage: blur must cost the photo at least this much
