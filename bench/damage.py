@@ -64,7 +64,7 @@ from restorer.train.detector import HELD_OUT, detection_rates, list_photos  # no
 
 KINDS = synth_print.KINDS
 #: Which triage label stands for each kind (None: not measured by triage).
-TRIAGE_LABEL = {"crack": "cracked", "spot": "spotted", "crease": None, "hole": None}
+TRIAGE_LABEL = {"crack": "cracked", "spot": "spotted", "crease": None, "hole": "torn"}
 LABELS = [label for label in TRIAGE_LABEL.values() if label is not None]
 Generator = Callable[[np.ndarray, np.random.Generator, str], tuple[np.ndarray, np.ndarray]]
 

@@ -15,7 +15,8 @@ red false) to look at.
 (:data:`restorer.stages.print_labels.CALIBRATION`) on the same photos: each label's statistic
 on the undamaged photos and on the photos damaged by each kind (positive for its own kind's
 label), one logistic regression per label (negatives weighted :data:`NEGATIVE_WEIGHT`), printed
-with its precision and recall at 0.5.
+with its precision and recall at 0.5, and the same logistic's on ``--count`` held-out photos
+(``HELD_OUT``) damaged by each generator, with how many undamaged held-out photos it labels.
 """
 
 from __future__ import annotations
@@ -75,23 +76,52 @@ def fit_logistic(values: np.ndarray, labels: np.ndarray, weights: np.ndarray,
     return mean - a * std / b if b else float("inf"), slope
 
 
-def calibrate(cleans: list[np.ndarray], seed: int) -> None:
-    """Print the fitted (centre, slope) of each label and its precision / recall at 0.5."""
+def _rows(cleans: list[np.ndarray], seed: int, generator: str, tag: int
+          ) -> list[tuple[dict[str, float], str | None]]:
+    """Each label's statistic on the undamaged ``cleans`` (kind None) and on each of them
+    damaged by each kind of LABEL_OF (seeds (seed, tag, kind, photo)) by ``generator``."""
+    import evalgen
+
     rows: list[tuple[dict[str, float], str | None]] = [(kind_statistics(c), None) for c in cleans]
     for kind_index, kind in enumerate(LABEL_OF):
         for index, clean in enumerate(cleans):
-            rng = np.random.default_rng([seed, 13, kind_index, index])
-            rows.append((kind_statistics(synth_print.print_damage(clean, rng, kinds=[kind]).image),
-                         kind))
-    print("| label | centre | slope | precision | recall |\n|---|---|---|---|---|")
+            rng = np.random.default_rng([seed, tag, kind_index, index])
+            image = (synth_print.print_damage(clean, rng, kinds=[kind]).image
+                     if generator == "train" else evalgen.damage(clean, rng, (kind,)).image)
+            rows.append((kind_statistics(image), kind))
+    return rows
+
+
+def _rates(rows: list[tuple[dict[str, float], str | None]], kind: str, label: str,
+           centre: float, slope: float) -> tuple[float, float, int]:
+    """(precision, recall, false labels on the undamaged photos) of ``label`` at 0.5."""
+    values = np.array([r[0][label] for r in rows])
+    truth = np.array([r[1] == kind for r in rows])
+    said = slope * (values - centre) >= 0.0
+    hits = float((said & truth).sum())
+    clean_false = int(sum(s for s, r in zip(said, rows) if r[1] is None))
+    return hits / max(float(said.sum()), 1.0), hits / max(float(truth.sum()), 1.0), clean_false
+
+
+def calibrate(cleans: list[np.ndarray], held: list[np.ndarray], seed: int) -> None:
+    """Print the fitted (centre, slope) of each label and its precision / recall at 0.5 on
+    the training photos, then the same logistic's on the ``held`` photos damaged by each
+    generator (false labels on the undamaged held-out photos counted)."""
+    rows = _rows(cleans, seed, "train", 13)
+    checks = {g: _rows(held, seed, g, 17) for g in ("train", "eval")}
+    print("| label | centre | slope | precision | recall | held-out train gen P / R / false "
+          "on clean | held-out eval gen P / R / false on clean |\n|---|---|---|---|---|---|---|")
     for kind, label in LABEL_OF.items():
         values = np.array([r[0][label] for r in rows])
         truth = np.array([r[1] == kind for r in rows], float)
         centre, slope = fit_logistic(values, truth, np.where(truth > 0, 1.0, NEGATIVE_WEIGHT))
-        said = slope * (values - centre) >= 0.0
-        hits = float((said & (truth > 0)).sum())
-        print(f"| {label} | {centre:.3f} | {slope:.2f} | {hits / max(said.sum(), 1):.2f} | "
-              f"{hits / max(truth.sum(), 1):.2f} |")
+        precision, recall, _ = _rates(rows, kind, label, centre, slope)
+        held_cells = []
+        for generator in ("train", "eval"):
+            p, r, false = _rates(checks[generator], kind, label, centre, slope)
+            held_cells.append(f"{p:.2f} / {r:.2f} / {false} of {len(held)}")
+        print(f"| {label} | {centre:.3f} | {slope:.2f} | {precision:.2f} | {recall:.2f} | "
+              f"{' | '.join(held_cells)} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,8 +139,13 @@ def main(argv: list[str] | None = None) -> int:
     picks = sorted(np.random.default_rng(args.seed).choice(len(paths), args.count, replace=False))
     cleans = [fit_long_side(load_image(paths[p]), args.size) for p in picks]
     if args.calibrate:
-        print(f"# Label calibration, {args.count} training photos, synth_print\n")
-        calibrate(cleans, args.seed)
+        held_paths = list_photos(args.data, HELD_OUT)
+        held_picks = sorted(np.random.default_rng(args.seed).choice(len(held_paths), args.count,
+                                                                    replace=False))
+        held = [fit_long_side(load_image(held_paths[p]), args.size) for p in held_picks]
+        print(f"# Label calibration, {args.count} training photos, synth_print; checked on "
+              f"{args.count} held-out photos, synth_print and bench/evalgen.py\n")
+        calibrate(cleans, held, args.seed)
         print(f"\n({time.perf_counter() - started:.0f} s)")
         return 0
     if args.save:
