@@ -137,7 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     stages = {s: registry.build(s) for s in (*detectors, "inpaint.ns", "inpaint.telea")}
     segnet = stages["detect.segnet"]
     defaults = {s: registry.spec(s).defaults for s in stages}
-    before = replace(pipeline.auto, detect="detect.segnet")
+    large = pipeline.auto.large_inpaint
+    # The previous detector's plan, run stage by stage: a large-hole inpainter whose file is
+    # absent is left out, as Auto falls back from it.
+    before = replace(pipeline.auto, detect="detect.segnet",
+                     large_inpaint=large if large and registry.is_available(large) else None)
     grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     noop = lambda fraction, text: None  # noqa: E731
     print(f"# Old-print damage: {len(cleans)} held-out photos, long side {args.size} px, seed "

@@ -111,17 +111,20 @@ def test_a_missing_corner_is_found_and_a_clean_photo_has_none(photos, name):
     assert not hole_mask(photo).any()
 
 
-def test_generated_holes_are_found_on_some_seeds():
-    """The training generator's holes on coffee, six seeds: measured IoU 0.81 and 0.87 on two
-    of them, 0 on the others (bites and tears with a soft or low-contrast edge are missed)."""
-    photo = _half(load_image(data.coffee()))
+@pytest.mark.parametrize("name", ["coffee", "rocket"])
+def test_generated_holes_are_found_on_some_seeds(name):
+    """The training generator's holes at half size, twelve seeds: measured IoU above 0.8 on 3
+    (coffee) and 4 (rocket) of them, 0 on the others (bites and tears with a soft or
+    low-contrast edge, or shaded by their rim of paper fibres, are missed; docs/damage.md)."""
+    photo = _half(load_image(getattr(data, name)()))
     ious = []
-    for seed in range(6):
+    for seed in range(12):
         sample = synth_print.print_damage(photo, np.random.default_rng([26, seed]),
                                           kinds=["hole"], counts={"hole": (1, 1)})
         mask, truth = hole_mask(sample.image), sample.masks["hole"]
         ious.append((mask & truth).sum() / max((mask | truth).sum(), 1))
-    assert sum(iou > 0.7 for iou in ious) >= 2, ious
+    assert sum(iou > 0.8 for iou in ious) >= 3, ious
+    assert all(iou > 0.8 or iou == 0.0 for iou in ious), ious  # found whole or not at all
 
 
 # Flat light skies and backdrops at the photo's edge (camera's and rocket's skies, astronaut's

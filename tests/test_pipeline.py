@@ -331,6 +331,7 @@ def test_shipped_auto_fills_a_missing_corner_and_says_large_holes_need_lama(phot
     result = shipped_pipeline.run(damaged)
     assert result.triage.labels["torn"] >= 0.5 and "torn" in result.triage.found
     assert "tears or missing parts" in result.plan.reason
+    assert "large-hole inpainter inpaint.lama" in result.plan.reason
     moved = np.abs(result.image - damaged).max(axis=2) > 1 / 255
     assert moved[truth].mean() > 0.95
     assert moved[~grow(truth, 12)].mean() < 0.01

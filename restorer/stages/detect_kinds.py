@@ -63,11 +63,12 @@ class KindParams:
     hole_flat: float = 0.03
     hole_area: float = 0.004
     hole_max: float = 0.15
-    hole_edge: float = 0.2
-    hole_slope: float = 0.012
+    hole_edge: float = 0.15
+    hole_slope: float = 0.015
     hole_drift: float = 0.01
     hole_clip: float = 0.98
     hole_solidity: float = 0.8
+    hole_elsewhere: float = 1.0
 
 
 def _scale(image: np.ndarray) -> float:
@@ -209,9 +210,11 @@ def hole_mask(image: np.ndarray, params: KindParams = KindParams(),
     plane fitted to its luma) and ``hole_drift`` locally; it is not a blown highlight or a
     crushed shadow (mean luma within ``hole_clip`` of white or black); its boundary with the
     photo is sharp all along (20th percentile of the strongest gradient at least
-    ``hole_edge``); and it has the shape of a loss: solid (``hole_solidity`` of its convex
-    hull) and touching one side of the print, or two sides at a corner (a sky or a backdrop
-    spans a side and more). ``outside`` bool (H, W) marks the mount or scanner bed round the
+    ``hole_edge``); its colour is foreign to the photo (flat pixels of its colour elsewhere,
+    away from it, cover at most ``hole_elsewhere`` x its area: a brick or a leaf cut by the
+    frame has its like elsewhere); and it has the shape of a loss: solid (``hole_solidity`` of
+    its convex hull) and touching one side of the print, or two sides at a corner (a sky or a
+    backdrop spans a side and more). ``outside`` bool (H, W) marks the mount or scanner bed round the
     print (never flagged).
     """
     scale = _scale(image)
@@ -245,11 +248,15 @@ def hole_mask(image: np.ndarray, params: KindParams = KindParams(),
     beyond = touching_border_mask(flat.shape, side)
     if outside is not None and outside.any():
         beyond |= grow(outside, side)
+    low = cv2.GaussianBlur(image, (0, 0), 2 * scale)
     for label in candidates:
         region = labels == label
         ring = grow(region, side // 2 + 1) & ~region & ~beyond
         if ring.any() and _hole_kept(image, luma, region, strongest[ring], box, params):
-            mask |= grow(region, side // 2 + 1)
+            colour = image[region].mean(axis=0)
+            alike = flat & (np.abs(low - colour).max(axis=2) <= 0.04) & ~grow(region, 3 * side)
+            if alike.sum() <= params.hole_elsewhere * region.sum():
+                mask |= grow(region, side // 2 + 1)
     return mask & inside
 
 
