@@ -2,7 +2,7 @@
 """Tuning the classical spot / crease / hole detectors on the TRAINING generator.
 
     python bench/print_kinds.py [--data ../shared/data] [--count 8] [--size 512] [--seed 0]
-        [--generator train] [--save DIR]
+        [--generator train] [--save DIR] [--calibrate | --holes]
 
 Photos: ``--count`` seeded picks of the training photos (``restorer.train.detector.TRAINING``),
 long side ``--size``, each damaged once per kind by ``restorer.synth_print`` (``--generator
@@ -10,6 +10,11 @@ eval`` judges on held-out photos with ``bench/evalgen.py``; never tune on it). P
 kind's detector's P_d and P_fa against that kind's truth, and the share of a clean photo it
 flags (the undamaged photos themselves). ``--save`` writes overlays (green found, blue missed,
 red false) to look at.
+
+``--holes`` instead counts the photos on which the hole detector flags anything (the mount left
+out, as detect.print does): every photo under ``DATA/real`` (real old prints, nearly all
+without tears), ``--count`` clean training and held-out photos, and those photos with the
+training generator's and ``bench/evalgen.py``'s holes (found: at least 30 % of the truth).
 
 ``--calibrate`` instead fits the damage labels' logistics
 (:data:`restorer.stages.print_labels.CALIBRATION`) on the same photos: each label's statistic
@@ -124,6 +129,38 @@ def calibrate(cleans: list[np.ndarray], held: list[np.ndarray], seed: int) -> No
               f"{' | '.join(held_cells)} |")
 
 
+def _holes(image: np.ndarray) -> np.ndarray:
+    from restorer.mount import find_print
+
+    return hole_mask(image, outside=~find_print(image).mask)
+
+
+def count_holes(data: Path, count: int, size: int, seed: int) -> None:
+    """Print on how many photos :func:`hole_mask` flags anything (module docstring)."""
+    import evalgen
+
+    real = sorted(p for p in (data / "real").rglob("*")
+                  if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    flagged = [p.name for p in real if _holes(fit_long_side(load_image(p), size)).any()]
+    print(f"real/: flagged {len(flagged)} of {len(real)} {flagged}\n")
+    print("| photos | clean flagged | train gen holes found | evalgen holes found |\n"
+          "|---|---|---|---|")
+    for name, split in (("training", TRAINING), ("held-out", HELD_OUT)):
+        paths = list_photos(data, split)
+        picks = sorted(np.random.default_rng([seed, 5]).choice(len(paths), count, replace=False))
+        clean_flagged, found = 0, {"train": 0, "eval": 0}
+        for index, pick in enumerate(picks):
+            clean = fit_long_side(load_image(paths[pick]), size)
+            clean_flagged += bool(_holes(clean).any())
+            for generator in found:
+                rng = np.random.default_rng([seed, 19, index])
+                sample = (synth_print.print_damage(clean, rng, kinds=["hole"])
+                          if generator == "train" else evalgen.damage(clean, rng, ("hole",)))
+                truth = sample.masks["hole"]
+                found[generator] += bool((_holes(sample.image) & truth).sum() > 0.3 * truth.sum())
+        print(f"| {count} {name} | {clean_flagged} | {found['train']} | {found['eval']} |")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
@@ -133,8 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--generator", choices=("train", "eval"), default="train")
     parser.add_argument("--save", type=Path)
     parser.add_argument("--calibrate", action="store_true")
+    parser.add_argument("--holes", action="store_true")
     args = parser.parse_args(argv)
     started = time.perf_counter()
+    if args.holes:
+        print(f"# Hole detector: photos flagged, long side {args.size}\n")
+        count_holes(args.data, args.count, args.size, args.seed)
+        print(f"\n({time.perf_counter() - started:.0f} s)")
+        return 0
     paths = list_photos(args.data, TRAINING if args.generator == "train" else HELD_OUT)
     picks = sorted(np.random.default_rng(args.seed).choice(len(paths), args.count, replace=False))
     cleans = [fit_long_side(load_image(paths[p]), args.size) for p in picks]
