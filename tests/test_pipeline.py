@@ -339,4 +339,8 @@ def test_shipped_auto_fills_a_missing_corner_and_says_large_holes_need_lama(phot
             < 0.5 * np.abs(damaged - photo)[truth].mean())
     if "inpaint.lama" not in result.plan.ids:
         assert any("inpaint.lama" in note for note in result.auto_notes), result.auto_notes
+    from restorer.page import result_note
+
+    note = result_note(result)  # the page: the label's confidence, the legend, the inpainter
+    assert "torn" in note and "magenta" in note and "large-hole inpainter" in note, note
     assert not shipped_pipeline.run(photo).plan.stages  # the clean photo is left alone
