@@ -208,14 +208,14 @@ def hole_mask(image: np.ndarray, params: KindParams = KindParams(),
     through a hole has no photographic content, so a candidate is kept only when it has no
     shading (:func:`_hole_kept`): its colour drifts by at most ``hole_slope`` across it (a
     plane fitted to its luma) and ``hole_drift`` locally; it is not a blown highlight or a
-    crushed shadow (mean luma within ``hole_clip`` of white or black); its boundary with the
-    photo is sharp all along (20th percentile of the strongest gradient at least
+    crushed shadow (mean luma below ``hole_clip`` and above 1 - ``hole_clip``); its boundary
+    with the photo is sharp all along (20th percentile of the strongest gradient at least
     ``hole_edge``); its colour is foreign to the photo (flat pixels of its colour elsewhere,
     away from it, cover at most ``hole_elsewhere`` x its area: a brick or a leaf cut by the
     frame has its like elsewhere); and it has the shape of a loss: solid (``hole_solidity`` of
     its convex hull) and touching one side of the print, or two sides at a corner (a sky or a
-    backdrop spans a side and more). ``outside`` bool (H, W) marks the mount or scanner bed round the
-    print (never flagged).
+    backdrop spans a side and more). ``outside`` bool (H, W) marks the mount or scanner bed
+    round the print (never flagged).
     """
     scale = _scale(image)
     side = _odd(7 * scale)
