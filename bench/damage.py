@@ -18,7 +18,8 @@ Tables, per generator and kind:
    and P_fa (flagged share of the others) of ``detect.morph``, ``detect.segnet`` and
    ``detect.print`` with their default options (as Auto runs them), and the SegNet's P_d at
    P_fa <= 0.01 (its threshold swept on the test photos themselves: the best any threshold
-   could do).
+   could do); "holes" is the hole detector alone (mount left out), which detect.print adds
+   once triage finds the photo torn (its option ``holes`` is off by default).
 2. Restoration, PSNR / SSIM against the undamaged photo: the damaged input, Auto (triage ->
    plan; what the app does, detecting with ``detect.print``), "Auto before" (the same triage's
    plan with the previous detector, ``detect.segnet``, its stages run in order), and
@@ -59,12 +60,14 @@ from restorer.ops import fit_long_side  # noqa: E402
 from restorer.planner import Plan, PlannedStage, plan_auto  # noqa: E402
 from restorer.service import build_pipeline  # noqa: E402
 from restorer.stages.base import Work  # noqa: E402
+from restorer.mount import find_print  # noqa: E402
+from restorer.stages.detect_kinds import hole_mask  # noqa: E402
 from restorer.stages.detect_learned import segnet_probability  # noqa: E402
 from restorer.train.detector import HELD_OUT, detection_rates, list_photos  # noqa: E402
 
 KINDS = synth_print.KINDS
 #: Which triage label stands for each kind (None: not measured by triage).
-TRIAGE_LABEL = {"crack": "cracked", "spot": "spotted", "crease": None, "hole": None}
+TRIAGE_LABEL = {"crack": "cracked", "spot": "spotted", "crease": None, "hole": "torn"}
 LABELS = [label for label in TRIAGE_LABEL.values() if label is not None]
 Generator = Callable[[np.ndarray, np.random.Generator, str], tuple[np.ndarray, np.ndarray]]
 
@@ -137,7 +140,11 @@ def main(argv: list[str] | None = None) -> int:
     stages = {s: registry.build(s) for s in (*detectors, "inpaint.ns", "inpaint.telea")}
     segnet = stages["detect.segnet"]
     defaults = {s: registry.spec(s).defaults for s in stages}
-    before = replace(pipeline.auto, detect="detect.segnet")
+    large = pipeline.auto.large_inpaint
+    # The previous detector's plan, run stage by stage: a large-hole inpainter whose file is
+    # absent is left out, as Auto falls back from it.
+    before = replace(pipeline.auto, detect="detect.segnet",
+                     large_inpaint=large if large and registry.is_available(large) else None)
     grow = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
     noop = lambda fraction, text: None  # noqa: E731
     print(f"# Old-print damage: {len(cleans)} held-out photos, long side {args.size} px, seed "
@@ -170,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         detect_rows, restore_rows = [], []
         found_by_kind: dict[str, list[frozenset[str]]] = {}
         for kind_index, kind in enumerate(KINDS):
-            rates: dict[str, list[tuple[float, float]]] = {d: [] for d in detectors}
+            rates: dict[str, list[tuple[float, float]]] = {d: [] for d in (*detectors, "holes")}
             probabilities, truths = [], []
             scores: dict[str, list[tuple[float, float]]] = {
                 m: [] for m in ("input", "Auto", "Auto before", "NS", "Telea")}
@@ -182,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
                 for name in detectors:
                     out = stages[name].run(work, defaults[name], noop)
                     rates[name].append(detection_rates(out.mask, truth))
+                rates["holes"].append(detection_rates(
+                    hole_mask(image, outside=~find_print(image).mask), truth))
                 probabilities.append(segnet_probability(segnet.runtime, image))
                 truths.append(truth)
                 auto = pipeline.run(image)
@@ -195,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
                     scores[name].append(quality(clean, inpaint(image, grown, stage_id)))
             best = best_detection(probabilities, truths)
             detect_rows.append([kind, f"{100 * np.mean([t.mean() for t in truths]):.2f}",
-                                *[v for n in detectors
+                                *[v for n in (*detectors, "holes")
                                   for v in np.mean(rates[n], axis=0)[::-1].tolist()],
                                 f"{best[0]:.3f} (P_fa {best[1]:.4f})"])
             restore_rows.append([kind, *[f"{np.mean([s[0] for s in v]):.2f} / "
@@ -204,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"## {title}\n")
         print("Detection (default options, as Auto runs them):\n")
         print(table(["kind", "damaged %", "morph P_d", "morph P_fa", "SegNet P_d", "SegNet P_fa",
-                     "print P_d", "print P_fa", "SegNet P_d at P_fa<=0.01 (swept)"],
+                     "print P_d", "print P_fa", "holes P_d", "holes P_fa",
+                     "SegNet P_d at P_fa<=0.01 (swept)"],
                     detect_rows))
         print("\nRestoration, PSNR dB / SSIM (NS and Telea given the true mask grown 1 px):\n")
         print(table(["kind", "damaged input", "Auto", "Auto before (segnet)", "NS true mask",

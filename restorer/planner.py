@@ -119,6 +119,7 @@ def _plan_repairs(triage: TriageResult, methods: AutoMethods) -> Plan:
         if "torn" in found:
             if methods.large_inpaint is not None:
                 inpaint = methods.large_inpaint
+                notes.append(f"large holes go to the large-hole inpainter {inpaint}")
             else:
                 notes.append(f"large holes need a large-hole inpainter; {methods.inpaint} "
                              "fills them from their edges only")

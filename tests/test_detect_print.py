@@ -14,7 +14,10 @@ import cv2
 import numpy as np
 import pytest
 
+from skimage import data
+
 from restorer import synth_print
+from restorer.imaging import load_image
 from restorer.masks import component_stats, grow, hysteresis
 from restorer.stages.base import Work
 from restorer.stages.detect_kinds import crease_mask, hole_mask, spot_mask
@@ -94,16 +97,45 @@ def _corner(photo: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     return damaged.astype(np.float32), truth > 0
 
 
-# Not astronaut: its top-left corner is light grey, and a hole whose edge with the photo has
-# little contrast is missed (the boundary test; docs/damage.md).
-@pytest.mark.parametrize("name", ["coffee", "chelsea"])
+# Not camera: its top-left corner is light grey sky, and a hole whose edge with the photo has
+# little contrast is missed (the boundary test; docs/damage.md). IoU measured 0.978 (coffee,
+# chelsea) and 0.996 (astronaut), 2026-12-08.
+@pytest.mark.parametrize("name", ["coffee", "chelsea", "astronaut"])
 def test_a_missing_corner_is_found_and_a_clean_photo_has_none(photos, name):
     photo = _half(photos[name])
     damaged, truth = _corner(photo, 90)
     mask = hole_mask(damaged)
     assert _found(mask, truth) > 0.8
+    assert (mask & truth).sum() / (mask | truth).sum() > 0.9
     assert (mask & ~grow(truth, 6)).mean() < 0.005
     assert not hole_mask(photo).any()
+
+
+@pytest.mark.parametrize("name", ["coffee", "rocket"])
+def test_generated_holes_are_found_on_some_seeds(name):
+    """The training generator's holes at half size, twelve seeds: measured IoU above 0.8 on 3
+    (coffee) and 4 (rocket) of them, 0 on the others (bites and tears with a soft or
+    low-contrast edge, or shaded by their rim of paper fibres, are missed; docs/damage.md)."""
+    photo = _half(load_image(getattr(data, name)()))
+    ious = []
+    for seed in range(12):
+        sample = synth_print.print_damage(photo, np.random.default_rng([26, seed]),
+                                          kinds=["hole"], counts={"hole": (1, 1)})
+        mask, truth = hole_mask(sample.image), sample.masks["hole"]
+        ious.append((mask & truth).sum() / max((mask | truth).sum(), 1))
+    assert sum(iou > 0.8 for iou in ious) >= 3, ious
+    assert all(iou > 0.8 or iou == 0.0 for iou in ious), ious  # found whole or not at all
+
+
+# Flat light skies and backdrops at the photo's edge (camera's and rocket's skies, astronaut's
+# grey backdrop, coffee's white table) are not holes, at full and half size.
+@pytest.mark.parametrize("name", ["camera", "rocket", "astronaut", "coffee"])
+@pytest.mark.parametrize("half", [False, True])
+def test_flat_skies_and_backdrops_are_not_holes(photos, name, half):
+    photo = load_image(data.rocket()) if name == "rocket" else photos[name]
+    photo = _half(photo) if half else photo
+    assert not hole_mask(photo).any()
+    assert print_labels(photo)["torn"] < 0.5
 
 
 def test_the_mount_is_never_a_hole(photos):
@@ -170,10 +202,11 @@ def test_stage_follows_more_of_the_cracks_than_the_segnet_threshold(photos, dete
 def test_spotted_label_has_a_confidence_and_triage_keeps_it(photos):
     photo = _half(photos["coffee"])
     labels = print_labels(photo)
-    assert set(labels) == set(CALIBRATION) == {"spotted"}
+    assert set(labels) == set(CALIBRATION) == {"spotted", "torn"}
     assert 0.0 <= labels["spotted"] < 0.5  # the clean photo is not called spotted
+    assert 0.0 <= labels["torn"] < 0.5
     measured = label_probabilities(0.1, 0.2, photo, damage=print_labels)
-    assert list(measured) == ["blurred", "cracked", "spotted"]
+    assert list(measured) == ["blurred", "cracked", "torn", "spotted"]
     with pytest.raises(ValueError):
         label_probabilities(0.1, 0.2, photo, damage=lambda image: {"cracked": 1.0})
 
@@ -216,3 +249,16 @@ def test_corners_of_letters_are_not_spots_but_specks_beside_them_are() -> None:
     assert (plain & near_strokes).sum() > 5_000  # without the test: the corners are "spots"
     assert (ringed & near_strokes).sum() < 0.05 * (plain & near_strokes).sum()
     assert (ringed & (specks > 0)).sum() == (specks > 0).sum()
+
+
+def test_torn_photo_has_its_hole_found_by_the_stage_after_triage(photos, detector):
+    from restorer.stages.base import TriageResult
+
+    damaged, truth = _corner(_half(photos["chelsea"]), 90)
+    torn = TriageResult(confidences={"clean": 0.0}, blurred=False, cracked=False,
+                        method="test", labels={"torn": 0.9})
+    options = PrintDetector.spec.defaults
+    assert options["holes"] is False
+    found = detector.run(Work(image=damaged, triage=torn), options, lambda f, t: None)
+    plain = detector.run(Work(image=damaged), options, lambda f, t: None)
+    assert _found(found.masks["hole"], truth) > 0.8 and not plain.masks["hole"].any()

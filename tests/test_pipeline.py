@@ -311,3 +311,36 @@ def test_auto_uses_a_learned_stage_once_its_file_arrives_and_keeps_to_the_budget
 
 def registry_specs(registry: Registry) -> dict[str, StageSpec]:
     return {s.id: s for s in registry.specs()}
+
+
+def test_shipped_auto_fills_a_missing_corner_and_says_large_holes_need_lama(photos,
+                                                                            shipped_pipeline):
+    """A torn-off corner: triage calls the photo torn, detect.print finds the hole, and the
+    inpainter fills it; without Big-LaMa's file the note says the classical one stood in.
+    Measured on chelsea (2026-12-08): every hole pixel changed, 0.13 % of the pixels 12 px or
+    more from it, the error in the hole 0.45 -> 0.16."""
+    from restorer.masks import grow
+
+    photo = cv2.resize(photos["chelsea"], (225, 150), interpolation=cv2.INTER_AREA)
+    truth = np.zeros(photo.shape[:2], np.uint8)
+    cv2.fillPoly(truth, [np.array([[0, 0], [90, 0], [63, 27], [36, 45], [18, 72], [0, 90]],
+                                  np.int32)], 1)
+    truth = truth > 0
+    damaged = photo.copy()
+    damaged[truth] = np.array([0.95, 0.93, 0.86], np.float32)
+    result = shipped_pipeline.run(damaged)
+    assert result.triage.labels["torn"] >= 0.5 and "torn" in result.triage.found
+    assert "tears or missing parts" in result.plan.reason
+    assert "large-hole inpainter inpaint.lama" in result.plan.reason
+    moved = np.abs(result.image - damaged).max(axis=2) > 1 / 255
+    assert moved[truth].mean() > 0.95
+    assert moved[~grow(truth, 12)].mean() < 0.01
+    assert (np.abs(result.image - photo)[truth].mean()
+            < 0.5 * np.abs(damaged - photo)[truth].mean())
+    if "inpaint.lama" not in result.plan.ids:
+        assert any("inpaint.lama" in note for note in result.auto_notes), result.auto_notes
+    from restorer.page import result_note
+
+    note = result_note(result)  # the page: the label's confidence, the legend, the inpainter
+    assert "torn" in note and "magenta" in note and "large-hole inpainter" in note, note
+    assert not shipped_pipeline.run(photo).plan.stages  # the clean photo is left alone

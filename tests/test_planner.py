@@ -179,3 +179,9 @@ def test_fit_learned_leaves_plans_alone_when_auto_prefers_no_learned_stage():
 
     plan = plan_auto(_labelled(cracked=0.9))
     assert fit_learned(plan, AutoMethods(), _budget())[0] == plan
+
+
+def test_auto_torn_names_the_large_hole_inpainter_in_its_reason():
+    methods = AutoMethods(large_inpaint="inpaint.lama")
+    assert "large-hole inpainter inpaint.lama" in plan_auto(_labelled(torn=0.8), methods).reason
+    assert "large-hole" not in plan_auto(_labelled(cracked=0.9), methods).reason

@@ -17,9 +17,10 @@ Thresholds were chosen on ``restorer.synth_print`` (the training generator) by
 - :func:`crease_mask`: long, straight or gently curved lines of shading crossing the photo:
   Canny edges of the smoothed luma, probabilistic Hough segments longer than a third of the
   short side, kept where the edge runs along most of the segment, drawn as a band.
-- :func:`hole_mask`: tears and missing corners: flat, light, one-colour regions (paper, light
-  card, a white scanner lid) that touch the print's edge and meet the photo along a sharp
-  boundary.
+- :func:`hole_mask`: tears and missing corners: flat regions with no photographic content
+  (no shading across them, not a clipped highlight or shadow) shaped like a loss (a solid bite
+  from one side or a corner) that meet the photo along a sharp boundary. Chosen on the
+  training generator against flat skies and backdrops of clean photos (docs/damage.md).
 """
 
 from __future__ import annotations
@@ -44,8 +45,7 @@ class KindParams:
     are at most ``spot_elongation`` times longer than wide, and at most ``spot_ring`` of the
     ring round a mark looks like the mark. Creases: Hough segments of at
     least ``crease_length`` x the short side with ``crease_support`` of their length on an
-    edge, drawn ``crease_band`` px wide. Holes: ``hole_flat`` local spread at most, at least
-    ``hole_area`` of the photo, with a boundary gradient of ``hole_edge``.
+    edge, drawn ``crease_band`` px wide. Holes: see :func:`hole_mask`.
     """
 
     spot_contrast: float = 0.08
@@ -60,11 +60,15 @@ class KindParams:
     crease_length: float = 0.3
     crease_support: float = 0.55
     crease_band: float = 3.0
-    hole_flat: float = 0.02
-    hole_area: float = 0.002
-    hole_edge: float = 0.4
-    hole_uniform: float = 0.04
-    hole_bright: float = 0.5
+    hole_flat: float = 0.03
+    hole_area: float = 0.004
+    hole_max: float = 0.15
+    hole_edge: float = 0.15
+    hole_slope: float = 0.015
+    hole_drift: float = 0.01
+    hole_clip: float = 0.98
+    hole_solidity: float = 0.8
+    hole_elsewhere: float = 1.0
 
 
 def _scale(image: np.ndarray) -> float:
@@ -197,21 +201,34 @@ def crease_mask(image: np.ndarray, params: KindParams = KindParams()) -> np.ndar
 
 def hole_mask(image: np.ndarray, params: KindParams = KindParams(),
               outside: np.ndarray | None = None) -> np.ndarray:
-    """Bool (H, W): flat paper, card or scanner regions touching the edge (tears, corners).
+    """Bool (H, W): paper, card or scanner bed showing through tears and missing corners.
 
-    A candidate is a flat (low spread over a small window), not bluish region that touches the
-    photo's edge and covers at least ``hole_area`` of it; it is kept when the photo beside it
-    meets it along a sharp boundary (median of the strongest gradient near each boundary pixel
-    at least ``hole_edge``). ``outside`` bool (H, W) marks the mount or scanner bed round the
-    print (never flagged).
+    A candidate is a flat region (spread at most ``hole_flat`` over a small window) covering
+    ``hole_area`` to ``hole_max`` of the photo that touches the print's edge. What shows
+    through a hole has no photographic content, so a candidate is kept only when it has no
+    shading (:func:`_hole_kept`): its colour drifts by at most ``hole_slope`` across it (a
+    plane fitted to its luma) and ``hole_drift`` locally; it is not a blown highlight or a
+    crushed shadow (mean luma below ``hole_clip`` and above 1 - ``hole_clip``); its boundary
+    with the photo is sharp all along (20th percentile of the strongest gradient at least
+    ``hole_edge``); its colour is foreign to the photo (flat pixels of its colour elsewhere,
+    away from it, cover at most ``hole_elsewhere`` x its area: a brick or a leaf cut by the
+    frame has its like elsewhere); and it has the shape of a loss: solid (``hole_solidity`` of
+    its convex hull) and touching one side of the print, or two sides at a corner (a sky or a
+    backdrop spans a side and more). ``outside`` bool (H, W) marks the mount or scanner bed
+    round the print (never flagged).
     """
     scale = _scale(image)
     side = _odd(7 * scale)
     mean = cv2.blur(image, (side, side))
     spread = np.sqrt(np.maximum(cv2.blur(image * image, (side, side)) - mean * mean, 0.0))
-    flat = (spread.max(axis=2) <= params.hole_flat) & (mean[..., 2] <= mean[..., 0] + 0.03)
-    if outside is not None:
-        flat &= ~outside
+    flat = spread.max(axis=2) <= params.hole_flat
+    inside = np.ones(flat.shape, bool) if outside is None else ~outside
+    flat &= inside
+    mask = np.zeros(flat.shape, bool)
+    if not inside.any():
+        return mask
+    rows, cols = np.flatnonzero(inside.any(axis=1)), np.flatnonzero(inside.any(axis=0))
+    box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
     labels, stats = component_stats(flat)
     # The print's edge: the photo's border, or the mount's inner edge when there is one.
     edge = touching_border_mask(flat.shape)
@@ -220,9 +237,8 @@ def hole_mask(image: np.ndarray, params: KindParams = KindParams(),
     border = np.zeros(len(stats), bool)
     border[labels[edge]] = True
     border[0] = False
-    big = stats[:, cv2.CC_STAT_AREA] >= params.hole_area * flat.size
-    mask = np.zeros(flat.shape, bool)
-    candidates = np.flatnonzero(border & big)
+    area = stats[:, cv2.CC_STAT_AREA] / flat.size
+    candidates = np.flatnonzero(border & (area >= params.hole_area) & (area <= params.hole_max))
     if len(candidates) == 0:
         return mask
     luma = luminance(image).astype(np.float32)
@@ -232,20 +248,56 @@ def hole_mask(image: np.ndarray, params: KindParams = KindParams(),
     beyond = touching_border_mask(flat.shape, side)
     if outside is not None and outside.any():
         beyond |= grow(outside, side)
-    # Paper, card or a scanner bed is one colour with fine texture; sky or a blurred backdrop
-    # drifts slowly in colour across the region.
-    drift = cv2.GaussianBlur(image, (0, 0), 6 * scale)
+    low = cv2.GaussianBlur(image, (0, 0), 2 * scale)
     for label in candidates:
         region = labels == label
         ring = grow(region, side // 2 + 1) & ~region & ~beyond
-        colours = drift[region]
-        uniform = float(colours.std(axis=0).max()) <= params.hole_uniform
-        bright = float(luminance(colours.mean(axis=0)[None, None])[0, 0]) >= params.hole_bright
-        if uniform and bright and ring.any() and float(np.median(strongest[ring])) >= params.hole_edge:
-            mask |= grow(region, side // 2 + 1)
-    if outside is not None:
-        mask &= ~outside
-    return mask
+        if ring.any() and _hole_kept(image, luma, region, strongest[ring], box, params):
+            colour = image[region].mean(axis=0)
+            alike = flat & (np.abs(low - colour).max(axis=2) <= 0.04) & ~grow(region, 3 * side)
+            if alike.sum() <= params.hole_elsewhere * region.sum():
+                mask |= grow(region, side // 2 + 1)
+    return mask & inside
+
+
+def _hole_kept(image: np.ndarray, luma: np.ndarray, region: np.ndarray, boundary: np.ndarray,
+               box: tuple[int, int, int, int], params: KindParams) -> bool:
+    """Whether candidate ``region`` (bool (H, W)) of float32 (H, W, 3) ``image`` looks like a
+    hole (:func:`hole_mask`); ``boundary`` the strongest gradients on its ring, ``box`` the
+    print's (x0, y0, x1, y1)."""
+    x0, y0, x1, y1 = box
+    sides = [region[y0:y0 + 2, x0:x1].any(), region[y0:y1, x1 - 2:x1].any(),
+             region[y1 - 2:y1, x0:x1].any(), region[y0:y1, x0:x0 + 2].any()]
+    corner = any(region[y, x] for y, x in ((y0, x0), (y0, x1 - 1), (y1 - 1, x0), (y1 - 1, x1 - 1)))
+    if not (sum(sides) == 1 or (sum(sides) == 2 and corner)):
+        return False
+    if float(np.percentile(boundary, 20)) < params.hole_edge:
+        return False
+    inner = cv2.erode(region.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    inner = inner if inner.sum() >= 20 else region
+    level = float(luma[inner].mean())
+    if level >= params.hole_clip or level <= 1.0 - params.hole_clip:
+        return False
+    contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                   cv2.CHAIN_APPROX_SIMPLE)
+    hull = float(cv2.contourArea(cv2.convexHull(np.vstack(contours))))
+    if region.sum() < params.hole_solidity * hull:
+        return False
+    unit = 512.0 * _scale(image)
+    ys, xs = np.nonzero(inner)
+    design = np.stack([np.ones(len(xs)), xs / unit, ys / unit], 1)
+    coef = np.linalg.lstsq(design, luma[ys, xs].astype(np.float64), rcond=None)[0]
+    extent = max(int(np.ptp(xs)), int(np.ptp(ys))) / unit
+    if float(np.hypot(coef[1], coef[2])) * extent > params.hole_slope:
+        return False
+    # Local drift: the region's own colours low-passed (weighted by the region, so the photo
+    # beside it does not leak in).
+    weight = inner.astype(np.float32)
+    sigma = 4 * _scale(image)
+    total = cv2.GaussianBlur(weight, (0, 0), sigma) + 1e-6
+    low = np.stack([cv2.GaussianBlur(np.ascontiguousarray(image[..., c]) * weight, (0, 0), sigma)
+                    / total for c in range(3)], -1)[inner]
+    return float(low.std(axis=0).max()) <= params.hole_drift
 
 
 def touching_border_mask(shape: tuple[int, int], margin: int = 2) -> np.ndarray:

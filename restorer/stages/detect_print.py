@@ -172,9 +172,9 @@ class PrintDetector:
         options={"sensitivity": Option.number(0.5, 0.0, 1.0, help="higher flags more"),
                  "spots": Option.flag(True, help="find spots, foxing and dust (after a "
                                                  "triage: only when it found the photo spotted)"),
-                 "holes": Option.flag(False, help="find tears and missing corners "
-                                                  "(experimental: also takes flat light "
-                                                  "backgrounds at the edge, such as a sky)"),
+                 "holes": Option.flag(False, help="find tears and missing corners (after a "
+                                                  "triage: also when it found the photo "
+                                                  "torn)"),
                  "creases": Option.flag(False, help="find creases and folds (experimental: "
                                                     "also flags long straight edges)")},
     )
@@ -195,6 +195,8 @@ class PrintDetector:
         if work.triage is not None and "spotted" not in work.triage.found and "spot" in wanted:
             # Spot false alarms sit on eyes, buttons and mouths: only when triage saw spots.
             wanted.remove("spot")
+        if work.triage is not None and "torn" in work.triage.found and "hole" not in wanted:
+            wanted.append("hole")  # Auto plans the large-hole inpainter from this label
         runs: list[Any] = []
         found = detect_print_damage(work.image, self.runtime, threshold, wanted=tuple(wanted),
                                     runs=runs)

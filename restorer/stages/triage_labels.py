@@ -3,10 +3,10 @@
 Today's triage stages measure two of :data:`~restorer.stages.base.DAMAGE_LABELS`: blurred and
 cracked (independent probabilities). "faded" comes from one injected measure, a function of
 the image returning a probability (part B's fade measure in ``restorer.tone``); without one the
-label is absent, "not measured", never a made-up number. spotted comes from an injected damage
-measure (:func:`restorer.stages.print_labels.print_labels`: the spot detector's mask, calibrated
-on the training generator); creased and torn are absent (their detectors do not separate
-damaged from clean photos well enough to name them: see docs/damage.md).
+label is absent, "not measured", never a made-up number. spotted and torn come from an injected
+damage measure (:func:`restorer.stages.print_labels.print_labels`: the spot and hole detectors'
+masks, calibrated on the training generator); creased is absent (its detector does not
+separate creased from clean photos well enough to name it: see docs/damage.md).
 """
 
 from __future__ import annotations
