@@ -1,7 +1,7 @@
 # Two commands: `make run` sets up and launches the app, `make test` sets up and runs the tests.
 # Both create (or reuse) .venv and install the pinned requirements; `make install` and `make test`
 # also install the browser test's Chromium (browser-deps). `make test-fast` leaves out the tests
-# marked slow, browser and load (pyproject.toml) for the inner loop.
+# marked slow, browser and load (pyproject.toml) for the inner loop, one pytest-xdist worker per core.
 PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -40,7 +40,7 @@ test: $(STAMP) browser-deps
 	$(TEST_ENV) $(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(TEST_ENV) $(PY) -m pytest -q -m "not slow and not browser and not load" $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest -q -n auto -m "not slow and not browser and not load" $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(PY) bench/classical.py $(ARGS)

@@ -348,6 +348,7 @@ def _shipped_views(tmp_path: Path) -> np.ndarray:
     return batch
 
 
+@pytest.mark.slow
 def test_the_stage_runs_the_shipped_network_in_torch_as_keras_on_tensorflow(tmp_path, stage):
     """The stage reads the shipped .keras file into its torch network (no Keras, no TensorFlow:
     their start-up was most of a single-photo run); its answers equal those of Keras on the
