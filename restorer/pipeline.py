@@ -12,7 +12,7 @@ import numpy as np
 from restorer.costs import COSTS, AutoFit, describe_expected
 from restorer.errors import PlanError, RestorerError, StageError
 from restorer.imaging import validate_image, validate_mask
-from restorer.mount import find_print
+from restorer.mount import PrintCrop, find_print
 from restorer.planner import (AutoBudget, AutoMethods, Plan, PlannedStage, apply_user_mask,
                               fit_learned, plan_auto)
 from restorer.registry import Registry
@@ -20,7 +20,7 @@ from restorer.runtime import record_of
 from restorer.settings import DEFAULT_TIME_BUDGET
 from restorer.stage_ids import TRIAGE_HEURISTIC
 from restorer.stages.base import StageKind, StageOutput, TriageResult, Work
-from restorer.tone import Tone, analyse_tone, apply_tone
+from restorer.tone import Tone, analyse_tone, retone
 
 __all__ = ["StageRecord", "RestoreResult", "Pipeline", "PipelineProgress", "DEFAULT_TIME_BUDGET"]
 
@@ -56,7 +56,8 @@ class RestoreResult:
     names the learned stages Auto left out to keep within ``time_budget`` seconds on
     ``device`` (None until a learned stage could run); ``auto_notes`` says what Auto used
     instead of each learned stage and why. ``fallbacks`` says which stage could not be built
-    here and what ran instead (or that it was skipped).
+    here and what ran instead (or that it was skipped). ``crop`` is the crop to the print
+    when it was asked for (``image`` is then cut to its box; None: not asked).
     """
 
     input: np.ndarray
@@ -75,6 +76,7 @@ class RestoreResult:
     time_budget: float | None = None
     device: str | None = None
     fallbacks: tuple[str, ...] = ()
+    crop: PrintCrop | None = None
 
     @property
     def inpainted(self) -> bool:
@@ -86,6 +88,21 @@ class RestoreResult:
         """True when a colourisation stage gave the photo colours (a grey input's output is
         then written in colour)."""
         return any(r.kind == StageKind.COLOUR.value and r.info.get("changed") for r in self.stages)
+
+    @property
+    def colour_before_after(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The colourisation's own before/after, float32 (H, W, 3): the photo the last colour
+        stage was given (the repaired grey or sepia print, cut like ``image``) and the result;
+        None when no colour stage ran (colour is always the last stage of a plan)."""
+        current, before = self.input, None
+        for record in self.stages:
+            if record.kind == StageKind.COLOUR.value:
+                before = current
+            if record.image is not None:
+                current = record.image
+        if before is None:
+            return None
+        return (before if self.crop is None else self.crop.apply(before)), self.image
 
     @property
     def kind_masks(self) -> dict[str, np.ndarray]:
@@ -127,6 +144,7 @@ class RestoreResult:
             "runtime": {r.id: record_of(r.info) for r in self.stages
                         if record_of(r.info) is not None},
             "size": [int(self.image.shape[1]), int(self.image.shape[0])],
+            "crop_to_print": None if self.crop is None else self.crop.report(),
             "message": self.message,
         }
 
@@ -198,6 +216,7 @@ class Pipeline:
         progress: PipelineProgress | None = None,
         colourise: bool = False,
         time_budget: float | None = None,
+        crop_to_print: bool = False,
     ) -> RestoreResult:
         """Restore float32 (H, W, 3) [0, 1] ``image``.
 
@@ -206,7 +225,9 @@ class Pipeline:
         planner.apply_user_mask). ``options`` (stage id -> {name: value}) apply to those
         stages whenever they run (checked first with :meth:`check_options`); a planned stage's
         own options win. ``colourise``: Auto ends with ``auto.colour`` (off by default; Manual
-        plans list the colour stage themselves). Raises StageError naming the stage that failed.
+        plans list the colour stage themselves). ``crop_to_print``: the result is cut to the
+        print found by restorer.mount.find_print (nothing cut when no mount is found; the
+        result's ``crop`` says which). Raises StageError naming the stage that failed.
         """
         validate_image(image)
         if mask is not None:
@@ -252,9 +273,12 @@ class Pipeline:
         final = work.image
         reference, kept = _tone_reference(image, tone, records)
         if kept.kind != "colour" and final is not reference:
-            final = _retone(final, reference, kept)
+            final = retone(final, reference, kept)
         if run.print_region is not None and final.shape == image.shape:
             final = np.where(run.print_region[..., None], final, image)  # the mount as it was
+        crop = PrintCrop.of(region) if crop_to_print else None
+        if crop is not None:
+            final = crop.apply(final)
         report(1.0, "done")
         weights = {w: self._weight_versions.get(w, "unversioned")
                    for r in records for w in self.registry.spec(r.id).weights}
@@ -270,7 +294,7 @@ class Pipeline:
             skipped_for_time=() if fit is None else fit.skipped_for_time,
             auto_notes=() if fit is None else fit.notes,
             time_budget=budget if fit is not None else None, device=self._device_kind,
-            fallbacks=tuple(run.fallbacks),
+            fallbacks=tuple(run.fallbacks), crop=crop,
         )
 
     def device_kind(self) -> str:
@@ -388,29 +412,10 @@ class _Run:
 def _tone_reference(image: np.ndarray, tone: Tone, records: list[StageRecord]
                     ) -> tuple[np.ndarray, Tone]:
     """The photo whose tone the result keeps, and that tone: the input's, or once a tone stage
-    has restored it, that stage's output (or _retone would undo the restored tone); once a
+    has restored it, that stage's output (or retone would undo the restored tone); once a
     colour stage has run, its output (its colours are kept)."""
     kinds = (StageKind.TONE.value, StageKind.COLOUR.value)
     toned = [r for r in records if r.kind in kinds and r.image is not None]
     if not toned:
         return image, tone
     return toned[-1].image, analyse_tone(toned[-1].image)
-
-
-#: Rows per band in _retone hold about this many pixels (bounds its temporaries).
-_BAND_PIXELS = 1 << 20
-
-
-def _retone(final: np.ndarray, image: np.ndarray, tone: Tone) -> np.ndarray:
-    """A new ``final`` with ``tone`` re-applied where it differs from ``image`` (everywhere when
-    the size changed: an upscaled photo is all new), one band of rows at a time."""
-    out = np.empty_like(final)
-    rows = max(1, _BAND_PIXELS // final.shape[1])
-    for top in range(0, final.shape[0], rows):
-        band = final[top:top + rows]
-        toned = apply_tone(band, tone)
-        if final.shape == image.shape:
-            changed = np.abs(band - image[top:top + rows]).max(axis=2) > 1.0 / 512.0
-            toned = np.where(changed[..., None], toned, band)
-        out[top:top + rows] = toned
-    return out
