@@ -29,8 +29,8 @@ from restorer.costs import COSTS, describe_expected  # noqa: E402
 from restorer.imaging import check_defect_mask, mask_to_image, to_uint8  # noqa: E402
 from restorer.model_status import ModelStatus, default_ids  # noqa: E402
 from restorer.page import (MODES, CacheJanitor, FaceChoice, SessionUploads,  # noqa: E402
-                           editor_mask, manual_plan, mask_layer, parse_time_budget, result_note,
-                           result_overlay, rounded, upload_path)
+                           auto_colourise, before_after, editor_mask, manual_plan, mask_layer,
+                           parse_time_budget, result_note, result_overlay, rounded, upload_path)
 from restorer.pipeline import DEFAULT_TIME_BUDGET  # noqa: E402
 from restorer.service import (PixelGate, ServiceConfig, build_pipeline, build_store,  # noqa: E402
                               warm_up)
@@ -71,18 +71,22 @@ def _page_error(exc: Exception, action: str) -> gr.Error:
 
 
 def _outputs(result: RestoreResult) -> tuple[Any, ...]:
-    """Turn a result into the page's output values (uint8 arrays at full resolution)."""
-    before, after = to_uint8(result.input), to_uint8(result.image)
+    """Turn a result into the page's output values (uint8 arrays at full resolution); the last
+    is the colourisation's (before, after) for the page's state (None: no colour stage ran)."""
+    before, after = (to_uint8(image) for image in before_after(result))
+    colour = result.colour_before_after
     mask = result.mask
     if mask is None:
-        mask = np.zeros(result.image.shape[:2], bool)
+        mask = np.zeros(result.input.shape[:2], bool)  # the scan's, as the overlay and editor
     labels = dict(result.triage.confidences) if result.triage else {}
     order = list(result.timings)
     timings = gr.BarPlot(pd.DataFrame({"stage": order, "seconds": list(result.timings.values())}),
                          sort=order)
-    editor = {"background": before, "layers": [mask_layer(mask)], "composite": None}
+    editor = {"background": before if result.crop is None else to_uint8(result.input),
+              "layers": [mask_layer(mask)], "composite": None}
     return (result_note(result), labels, (before, after), to_uint8(result_overlay(result)),
-            mask_to_image(mask), after, timings, rounded(result.report()), editor)
+            mask_to_image(mask), after, timings, rounded(result.report()), editor,
+            None if colour is None else (to_uint8(colour[0]), after))
 
 
 class PageActions:
@@ -115,7 +119,8 @@ class PageActions:
         return load_image(path, limits=self.settings.limits)
 
     def run(self, image: np.ndarray, plan, mask, progress: gr.Progress,
-            time_budget: float | None = None) -> tuple[Any, ...]:
+            time_budget: float | None = None, colourise: bool = False,
+            crop_to_print: bool = False) -> tuple[Any, ...]:
         """Run ``plan`` (None: Auto) within the pixel gate; the page's output values."""
         pixels = image.shape[0] * image.shape[1]
         gate = self.gate
@@ -123,24 +128,28 @@ class PageActions:
             progress(0.0, desc="waiting for memory: other large photos are being restored")
         with gate.admit(pixels):
             result = self.pipeline.run(image, plan, mask=mask, time_budget=time_budget,
+                                       colourise=colourise, crop_to_print=crop_to_print,
                                        progress=lambda f, text: progress(f, desc=text))
             return _outputs(result)
 
     def restore(self, photo, mode, kinds, detect_id, sensitivity, inpaint_id, deblur_id,
                 mask_file, face_id, fidelity, which_faces, min_face, upscale,
-                time_budget=DEFAULT_TIME_BUDGET, request: gr.Request = None,
-                progress=gr.Progress()):
+                time_budget=DEFAULT_TIME_BUDGET, colourise=False, crop_to_print=False,
+                request: gr.Request = None, progress=gr.Progress()):
         """Restore a photo. mode: "Auto" (triage decides) or "Manual" (run the ticked kinds).
 
         Face options (Manual, kind "face"): fidelity 0..1 (0 keeps the input face), which faces
         ("all", "centre" or "large" = at least ``min_face`` px), upscale 1, 2 or 4. A given
         mask replaces detection (the CLI's default ``--mask-mode replace``). ``time_budget``
-        (Auto): seconds the published learned stages may take (empty: no budget).
+        (Auto): seconds the published learned stages may take (empty: no budget). ``colourise``
+        (Auto; Manual ticks colour instead): end with colourisation. ``crop_to_print``: cut
+        the result to the print when a mount is found.
         """
         try:
             if mode not in MODES:
                 raise RestorerError(f"unknown mode '{mode}': use Auto or Manual")
             budget = parse_time_budget(time_budget)
+            colourise = mode == "Auto" and auto_colourise(self.pipeline, colourise)
             image = self.load(photo, request)
             mask = (None if not mask_file
                     else load_mask(self.upload(mask_file, request), shape=image.shape[:2],
@@ -150,11 +159,11 @@ class PageActions:
                 face = FaceChoice(face_id, fidelity, which_faces, min_face, upscale)
                 plan = manual_plan(self.specs, kinds or [], detect_id, sensitivity,
                                    inpaint_id, deblur_id, face, mask is not None)
-            return self.run(image, plan, mask, progress, budget)
+            return self.run(image, plan, mask, progress, budget, colourise, crop_to_print)
         except Exception as exc:
             raise _page_error(exc, "restore the photo") from None
 
-    def inpaint_with_editor(self, photo, editor, inpaint_id, request: gr.Request,
+    def inpaint_with_editor(self, photo, editor, inpaint_id, crop_to_print, request: gr.Request,
                             progress=gr.Progress()):
         """Inpaint the mask painted in the editor with ``inpaint_id``."""
         try:
@@ -164,7 +173,7 @@ class PageActions:
                 raise RestorerError("the mask is empty: paint over the defects first")
             check_defect_mask(mask)
             plan = plan_manual([inpaint_id], self.specs, has_mask=True)
-            return self.run(image, plan, mask, progress)
+            return self.run(image, plan, mask, progress, crop_to_print=crop_to_print)
         except Exception as exc:
             raise _page_error(exc, "inpaint with the painted mask") from None
 
@@ -198,8 +207,8 @@ def build_demo(pipeline: Pipeline, settings: AppSettings = AppSettings(),
                 controls, manual, editor = controls_panel(pipeline, actions)
                 models_panel(models, settings.models_refresh_s)
             with gr.Column(scale=2):
-                outputs = results_panel(pipeline)
-        wire_events(actions, controls, manual, editor, outputs + [editor.editor])
+                outputs, colour = results_panel(pipeline)
+        wire_events(actions, controls, manual, editor, outputs + [editor.editor], colour)
 
         def forget_uploads(request: gr.Request) -> None:
             actions.uploads.forget(request.session_hash)

@@ -12,14 +12,16 @@ import pandas as pd
 
 from restorer import Pipeline, StageKind
 from restorer.model_status import ModelStatus
-from restorer.page import KINDS, MODEL_COLUMNS, example_files, model_rows, stage_choices
+from restorer.page import (KINDS, MODEL_COLUMNS, colourise_info, example_files, model_rows,
+                           stage_choices)
 from restorer.stage_ids import DEBLUR_RL
 
 if TYPE_CHECKING:
     from app import PageActions
 
-__all__ = ["ManualControls", "EditorControls", "controls_panel", "manual_panel", "editor_panel",
-           "results_panel", "models_panel", "models_table", "wire_events"]
+__all__ = ["ManualControls", "EditorControls", "ColourOutputs", "controls_panel", "manual_panel",
+           "editor_panel", "results_panel", "models_panel", "models_table", "show_colour",
+           "wire_events"]
 
 EXAMPLES = Path(__file__).parent / "examples"
 
@@ -50,6 +52,21 @@ class EditorControls:
     editor: Any
     method: Any
     rerun: Any
+
+
+@dataclass(frozen=True)
+class ColourOutputs:
+    """The colourisation's own before/after slider (hidden until a colour stage runs) and the
+    state that carries its images from a run to it (a state is no output of the API)."""
+
+    slider: Any
+    pair: Any
+
+
+def show_colour(pair: Any) -> tuple[Any, None]:
+    """The colour slider's update for the (before, after) ``pair`` of a run (None: hidden),
+    and the state emptied (so it holds no photo between runs)."""
+    return gr.update(value=pair, visible=pair is not None), None
 
 
 def manual_panel(pipeline: Pipeline, actions: PageActions) -> ManualControls:
@@ -99,14 +116,20 @@ def editor_panel(pipeline: Pipeline) -> EditorControls:
     return EditorControls(editor, method, rerun)
 
 
-def results_panel(pipeline: Pipeline) -> list[Any]:
+def results_panel(pipeline: Pipeline) -> tuple[list[Any], ColourOutputs]:
     """The outputs every action fills: note, labels, slider, overlay, mask, restored photo,
-    timings, report (the editor is appended by the caller)."""
+    timings, report (the editor is appended by the caller); and the colourisation's own."""
     triage_spec = pipeline.registry.spec(pipeline.triage_id)
     note = gr.Markdown(f"Triage: **{triage_spec.title}**: {triage_spec.description}")
     labels = gr.Label(label="Damage found (triage)", num_top_classes=4)
     slider = gr.ImageSlider(label="Before (left) / after (right): drag to compare",
                             type="numpy", format="png")
+    # The state is emptied at once by show_colour in a browser; an API client runs no
+    # follow-up event, so its pair is dropped after time_to_live seconds.
+    colour = ColourOutputs(
+        gr.ImageSlider(label="Colourisation only: repaired grey or sepia (left) / colourised "
+                             "(right)", type="numpy", format="png", visible=False),
+        gr.State(None, time_to_live=120))
     with gr.Row():
         overlay = gr.Image(label="Defects by kind (red cracks, yellow spots, blue creases, "
                                  "magenta tears; the note above has the shares)", format="png",
@@ -117,7 +140,7 @@ def results_panel(pipeline: Pipeline) -> list[Any]:
                         interactive=False)
     timings = gr.BarPlot(x="stage", y="seconds", title="Seconds per stage", height=220)
     report = gr.JSON(label="Report")
-    return [note, labels, slider, overlay, mask_out, restored, timings, report]
+    return [note, labels, slider, overlay, mask_out, restored, timings, report], colour
 
 
 def models_table(models: ModelStatus | None) -> pd.DataFrame:
@@ -141,13 +164,18 @@ def models_panel(models: ModelStatus | None, refresh_s: float) -> None:
 
 def controls_panel(pipeline: Pipeline, actions: PageActions
                    ) -> tuple[dict[str, Any], ManualControls, EditorControls]:
-    """The left column: photo, mode, time budget, Manual controls, buttons, examples, editor."""
+    """The left column: photo, mode, Auto's time budget and colourisation, the crop to the
+    print, Manual controls, buttons, examples, editor."""
     photo = gr.Image(label="Old photo", type="filepath", image_mode=None,
                      sources=["upload", "clipboard"], height=360)
     mode = gr.Radio(["Auto", "Manual"], value="Auto", label="Mode")
     budget = pipeline.time_budget
     time_budget = gr.Number(budget, minimum=0, label="Auto: seconds the published models may "
                             "take (slower ones are replaced by classical fills; empty: no limit)")
+    colourise = gr.Checkbox(False, label="Colourise (black-and-white / sepia prints)",
+                            info=colourise_info(pipeline))
+    crop = gr.Checkbox(False, label="Crop to the print (cut off the card mount or scanner bed "
+                                    "when one is found)")
     manual = manual_panel(pipeline, actions)
     with gr.Row():
         detect_button = gr.Button("Find defects")
@@ -157,27 +185,34 @@ def controls_panel(pipeline: Pipeline, actions: PageActions
         gr.Examples([[str(p)] for p in examples], inputs=[photo], label=examples_label)
     editor = editor_panel(pipeline)
     controls = {"photo": photo, "mode": mode, "time_budget": time_budget,
-                "detect_button": detect_button, "run_button": run_button}
+                "colourise": colourise, "crop": crop, "detect_button": detect_button,
+                "run_button": run_button}
     return controls, manual, editor
 
 
 def wire_events(actions: PageActions, controls: dict[str, Any], manual: ManualControls,
-                editor: EditorControls, outputs: list[Any]) -> None:
-    """The events: mode switch, expected-time lines, Restore, Find defects, Inpaint again."""
-    controls["mode"].change(lambda m: gr.update(visible=m == "Manual"), controls["mode"],
-                            manual.box, api_visibility="private")
+                editor: EditorControls, outputs: list[Any], colour: ColourOutputs) -> None:
+    """The events: mode switch, expected-time lines, Restore, Find defects, Inpaint again;
+    each of the last three then shows or hides the colourisation's own before/after."""
+    controls["mode"].change(lambda m: (gr.update(visible=m == "Manual"),
+                                       gr.update(visible=m == "Auto")), controls["mode"],
+                            [manual.box, controls["colourise"]], api_visibility="private")
     for dropdown, line in manual.expected:
         dropdown.change(actions.expected, dropdown, line, api_visibility="private")
     m = manual
-    controls["run_button"].click(
+    outputs = outputs + [colour.pair]
+    events = [controls["run_button"].click(
         actions.restore, [controls["photo"], controls["mode"], m.kinds, m.detect_id,
                           m.sensitivity, m.inpaint_id, m.deblur_id, m.mask_file, m.face_id,
                           m.fidelity, m.which_faces, m.min_face, m.upscale,
-                          controls["time_budget"]],
-        outputs, api_name="restore", preprocess=False)
-    editor.rerun.click(actions.inpaint_with_editor, [controls["photo"], editor.editor,
-                                                     editor.method], outputs,
-                       api_visibility="private")
-    controls["detect_button"].click(actions.detect, [controls["photo"], m.detect_id,
-                                                     m.sensitivity], outputs,
-                                    api_name="detect", preprocess=False)
+                          controls["time_budget"], controls["colourise"], controls["crop"]],
+        outputs, api_name="restore", preprocess=False)]
+    events.append(editor.rerun.click(actions.inpaint_with_editor,
+                                     [controls["photo"], editor.editor, editor.method,
+                                      controls["crop"]], outputs, api_visibility="private"))
+    events.append(controls["detect_button"].click(actions.detect, [controls["photo"], m.detect_id,
+                                                                   m.sensitivity], outputs,
+                                                  api_name="detect", preprocess=False))
+    for event in events:  # after a failed run the page keeps showing the last good one
+        event.success(show_colour, colour.pair, [colour.slider, colour.pair],
+                      api_visibility="private")

@@ -102,6 +102,10 @@ def add_job_flags(parser: argparse.ArgumentParser) -> None:
                         help="auto: colourise a black-and-white or sepia photo at the end with "
                              "DDColor (off by default; needs 'weights pull ddcolor_paper_tiny'); "
                              "manual: list colour.ddcolor in --stages")
+    parser.add_argument("--crop-to-print", action="store_true",
+                        help="cut the output (and --mask-out) to the print when a card mount or "
+                             "scanner bed is found round it; the report gives the box (off by "
+                             "default; nothing is cut when no mount is found)")
     parser.add_argument("--bits", choices=("same", "8"), default="same",
                         help="same: a 16-bit scan comes back 16-bit in .png/.tif (default); "
                              "8: always 8 bits per channel")
@@ -195,7 +199,7 @@ def _settings(args: argparse.Namespace, pipeline: Pipeline) -> JobSettings:
         pipeline.check_options(options)
     return JobSettings(stages=stages, options=options, mask=args.mask, mask_mode=args.mask_mode,
                        limits=ImageLimits(max_pixels=args.max_pixels), bits=args.bits,
-                       colourise=args.colourise)
+                       colourise=args.colourise, crop_to_print=args.crop_to_print)
 
 
 def command_settings(args: argparse.Namespace) -> Settings:
@@ -212,6 +216,8 @@ def _summary(target: Path, result: RestoreResult) -> str:
         line += f"; mask: {result.mask_source}"
     if result.options_unused:
         line += f"; options not used (stage did not run): {', '.join(result.options_unused)}"
+    if result.crop is not None:
+        line += f"; {result.crop.note()}"
     return line
 
 

@@ -46,7 +46,8 @@ class JobSettings:
     ``options`` (stage id -> {name: value}) apply whenever those stages run; ``mask`` is a
     user's mask file, used by ``mask_mode`` (planner.MASK_MODES); ``bits`` "same" writes
     16 bits for a 16-bit input where the format allows it, 8 always 8 bits; ``colourise``: Auto
-    ends with colourisation (off by default)."""
+    ends with colourisation (off by default); ``crop_to_print``: the photo and the mask written
+    are cut to the print when a mount is found (off by default)."""
 
     stages: tuple[PlannedStage, ...] | None = None
     options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -55,6 +56,7 @@ class JobSettings:
     limits: ImageLimits = ImageLimits()
     bits: str = "same"
     colourise: bool = False
+    crop_to_print: bool = False
 
     def __post_init__(self) -> None:
         if self.mask_mode not in MASK_MODES:
@@ -108,13 +110,17 @@ def restore_file(pipeline: Pipeline, source: Path, outputs: Outputs,
         specs = {s.id: s for s in pipeline.registry.specs()}
         plan = plan_manual(settings.stages, specs, has_mask=mask is not None)
     result = pipeline.run(photo.image, plan, mask=mask, mask_mode=settings.mask_mode,
-                          options=settings.options, colourise=settings.colourise)
+                          options=settings.options, colourise=settings.colourise,
+                          crop_to_print=settings.crop_to_print)
     bits = photo.bits if settings.bits == "same" else 8
     written = [(outputs.image, encode_image(result.image, outputs.image.suffix.lower(),
                                             bits=bits, grey=photo.grey and not result.colourised))]
     if outputs.mask is not None:
-        used = result.mask if result.inpainted and result.mask is not None else \
-            np.zeros(result.image.shape[:2], bool)
+        used = result.mask if result.inpainted and result.mask is not None else None
+        if used is None:
+            used = np.zeros(result.image.shape[:2], bool)
+        elif result.crop is not None:  # cut like the photo, so that the two line up
+            used = result.crop.apply(used)
         written.append((outputs.mask, encode_mask(used, outputs.mask.suffix.lower())))
     if outputs.report is not None:
         report = {"input": str(source), "output": str(outputs.image),

@@ -16,7 +16,7 @@ import numpy as np
 
 from restorer.ops import fit_long_side
 
-__all__ = ["PrintRegion", "find_print", "crop_to_print"]
+__all__ = ["PrintRegion", "PrintCrop", "find_print", "crop_to_print"]
 
 #: A line belongs to the mount when at least this share of its pixels lie within _COLOUR_TOL
 #: (RGB distance) of the mount colour.
@@ -102,6 +102,43 @@ def crop_to_print(image: np.ndarray, region: PrintRegion) -> np.ndarray:
     """``image`` cut to ``region``'s box (a copy)."""
     x0, y0, x1, y1 = region.box
     return image[y0:y1, x0:x1].copy()
+
+
+@dataclass(frozen=True)
+class PrintCrop:
+    """A run's crop to the print: ``box`` (x0, y0, x1, y1) in the pixels of the input photo of
+    ``shape`` (H, W) (x1, y1 exclusive); ``mounted`` False when no mount was found, and then
+    nothing is cropped (the box is the whole photo)."""
+
+    box: tuple[int, int, int, int]
+    shape: tuple[int, int]
+    mounted: bool
+
+    @classmethod
+    def of(cls, region: PrintRegion) -> PrintCrop:
+        """The crop to ``region``'s box."""
+        return cls(region.box, region.mask.shape, region.mounted)
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """``image`` (H', W', ...) of this photo, the input or a result at any scale (the box
+        is scaled to its size), cut to the box (a copy); ``image`` itself when not mounted."""
+        if not self.mounted:
+            return image
+        sy, sx = image.shape[0] / self.shape[0], image.shape[1] / self.shape[1]
+        x0, y0, x1, y1 = self.box
+        return image[round(y0 * sy):round(y1 * sy), round(x0 * sx):round(x1 * sx)].copy()
+
+    def note(self) -> str:
+        """One line for reports: where it cropped, or that no mount was found."""
+        if not self.mounted:
+            return "no mount or scanner bed found round the print: not cropped"
+        x0, y0, x1, y1 = self.box
+        return (f"cropped to the print: {x1 - x0} x {y1 - y0} px from ({x0}, {y0}) of the "
+                f"{self.shape[1]} x {self.shape[0]} scan")
+
+    def report(self) -> dict[str, object]:
+        """JSON-ready: box, whether it cropped, the note."""
+        return {"box": list(self.box), "cropped": self.mounted, "note": self.note()}
 
 
 def _whole(height: int, width: int) -> PrintRegion:

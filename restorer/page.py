@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from restorer.errors import RestorerError
+from restorer.errors import PlanError, RestorerError
 from restorer.imaging import outline_boxes, overlay_mask
 from restorer.pipeline import Pipeline
 from restorer.planner import Plan, PlannedStage, plan_manual
@@ -26,6 +26,7 @@ from restorer.stage_ids import COLOUR_DDCOLOR
 from restorer.stages.base import StageKind, StageSpec, TriageResult
 
 __all__ = ["KINDS", "MODES", "MODEL_COLUMNS", "CacheJanitor", "FaceChoice", "SessionUploads",
+           "auto_colourise", "before_after", "colour_unavailable", "colourise_info",
            "damage_labels", "editor_mask", "example_files", "manual_plan", "mask_layer",
            "model_rows", "parse_time_budget", "result_note", "result_overlay", "rounded",
            "stage_choices", "upload_path", "LEGEND", "legend_parts", "legend_note"]
@@ -85,6 +86,38 @@ def manual_plan(specs: Mapping[str, StageSpec], kinds: Iterable[str], detect_id:
     return plan_manual([chosen[k] for k in KINDS if k in kinds], specs, has_mask=has_mask)
 
 
+def colour_unavailable(pipeline: Pipeline) -> str | None:
+    """Why Auto cannot colourise on this server (the registry's reason, as the Manual stage
+    list gives it), None when it can."""
+    if pipeline.auto.colour is not None:
+        return pipeline.registry.unavailable_reason(pipeline.auto.colour)
+    try:
+        reason = pipeline.registry.unavailable_reason(COLOUR_DDCOLOR)
+    except PlanError:  # a registry without the stage
+        reason = "this server has no colourisation stage"
+    return reason or "its model became usable after the server started: restart the server"
+
+
+def colourise_info(pipeline: Pipeline) -> str:
+    """The line under the page's Auto colourise checkbox: what it does, or why it cannot."""
+    reason = colour_unavailable(pipeline)
+    if reason is not None:
+        return f"Unavailable: {reason}"
+    return ("Auto: ends with DDColor colourisation (invented, plausible colours); shown with "
+            "its own before/after. Manual: tick colour instead.")
+
+
+def auto_colourise(pipeline: Pipeline, ticked: bool) -> bool:
+    """Whether Auto ends with colourisation; RestorerError with the one-line reason when it is
+    ticked and the stage cannot run here."""
+    if not ticked:
+        return False
+    reason = colour_unavailable(pipeline)
+    if reason is not None:
+        raise RestorerError(f"Colourisation is unavailable: {reason}")
+    return True
+
+
 def parse_time_budget(value: Any) -> float:
     """The page's time budget in seconds (empty: no budget, inf); RestorerError when negative
     or not a number."""
@@ -129,8 +162,16 @@ def damage_labels(triage: TriageResult) -> str:
     return f" (independent labels: {shown})"
 
 
+def before_after(result: RestoreResult) -> tuple[np.ndarray, np.ndarray]:
+    """The whole run's (before, after), float32 (H, W, 3): the input (cut to the print like
+    the result when it was cropped) and the result."""
+    before = result.input if result.crop is None else result.crop.apply(result.input)
+    return before, result.image
+
+
 def result_note(result: RestoreResult) -> str:
-    """The Markdown line above the results: triage, stages, mask share, notes, faces."""
+    """The Markdown line above the results: triage, stages, mask share, notes, faces, the
+    colourisation's before/after and the crop to the print."""
     mask = result.mask
     share = 0.0 if mask is None else float(mask.mean())
     heading = (f"**Triage ({result.triage.method})**: {result.triage.label}"
@@ -150,6 +191,10 @@ def result_note(result: RestoreResult) -> str:
                      f"{info.get('faces_restored', 0)} restored (green boxes).")
             if info.get("messages"):
                 note += " " + "; ".join(info["messages"]) + "."
+    if result.colour_before_after is not None:
+        note += " Colourised: the colourisation's own before/after is under the whole run's."
+    if result.crop is not None:
+        note += f" {result.crop.note().capitalize()}."
     return note
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from restorer.costs import COSTS, AutoFit, describe_expected
 from restorer.errors import PlanError, RestorerError, StageError
 from restorer.imaging import validate_image, validate_mask
-from restorer.mount import find_print
+from restorer.mount import PrintCrop, find_print
 from restorer.planner import (AutoBudget, AutoMethods, Plan, PlannedStage, apply_user_mask,
                               fit_learned, plan_auto)
 from restorer.registry import Registry
@@ -21,7 +21,7 @@ from restorer.result import RestoreResult, StageRecord
 from restorer.settings import DEFAULT_TIME_BUDGET
 from restorer.stage_ids import TRIAGE_HEURISTIC
 from restorer.stages.base import StageKind, StageOutput, Work
-from restorer.tone import Tone, analyse_tone, apply_tone
+from restorer.tone import Tone, analyse_tone, retone
 
 #: Pipeline is this module's own; RestoreResult and StageRecord (restorer.result, what a run
 #: returns) and DEFAULT_TIME_BUDGET (restorer.settings) are re-exported.
@@ -100,6 +100,7 @@ class Pipeline:
         progress: PipelineProgress | None = None,
         colourise: bool = False,
         time_budget: float | None = None,
+        crop_to_print: bool = False,
     ) -> RestoreResult:
         """Restore float32 (H, W, 3) [0, 1] ``image``.
 
@@ -108,7 +109,9 @@ class Pipeline:
         planner.apply_user_mask). ``options`` (stage id -> {name: value}) apply to those
         stages whenever they run (checked first with :meth:`check_options`); a planned stage's
         own options win. ``colourise``: Auto ends with ``auto.colour`` (off by default; Manual
-        plans list the colour stage themselves). Raises StageError naming the stage that failed.
+        plans list the colour stage themselves). ``crop_to_print``: the result is cut to the
+        print found by restorer.mount.find_print (nothing cut when no mount is found; the
+        result's ``crop`` says which). Raises StageError naming the stage that failed.
         """
         validate_image(image)
         if mask is not None:
@@ -154,9 +157,12 @@ class Pipeline:
         final = work.image
         reference, kept = _tone_reference(image, tone, records)
         if kept.kind != "colour" and final is not reference:
-            final = _retone(final, reference, kept)
+            final = retone(final, reference, kept)
         if run.print_region is not None and final.shape == image.shape:
             final = np.where(run.print_region[..., None], final, image)  # the mount as it was
+        crop = PrintCrop.of(region) if crop_to_print else None
+        if crop is not None:
+            final = crop.apply(final)
         report(1.0, "done")
         weights = {w: self._weight_versions.get(w, "unversioned")
                    for r in records for w in self.registry.spec(r.id).weights}
@@ -172,7 +178,7 @@ class Pipeline:
             skipped_for_time=() if fit is None else fit.skipped_for_time,
             auto_notes=() if fit is None else fit.notes,
             time_budget=budget if fit is not None else None, device=self._device_kind,
-            fallbacks=tuple(run.fallbacks),
+            fallbacks=tuple(run.fallbacks), crop=crop,
         )
 
     def device_kind(self) -> str:
@@ -290,29 +296,10 @@ class _Run:
 def _tone_reference(image: np.ndarray, tone: Tone, records: list[StageRecord]
                     ) -> tuple[np.ndarray, Tone]:
     """The photo whose tone the result keeps, and that tone: the input's, or once a tone stage
-    has restored it, that stage's output (or _retone would undo the restored tone); once a
+    has restored it, that stage's output (or retone would undo the restored tone); once a
     colour stage has run, its output (its colours are kept)."""
     kinds = (StageKind.TONE.value, StageKind.COLOUR.value)
     toned = [r for r in records if r.kind in kinds and r.image is not None]
     if not toned:
         return image, tone
     return toned[-1].image, analyse_tone(toned[-1].image)
-
-
-#: Rows per band in _retone hold about this many pixels (bounds its temporaries).
-_BAND_PIXELS = 1 << 20
-
-
-def _retone(final: np.ndarray, image: np.ndarray, tone: Tone) -> np.ndarray:
-    """A new ``final`` with ``tone`` re-applied where it differs from ``image`` (everywhere when
-    the size changed: an upscaled photo is all new), one band of rows at a time."""
-    out = np.empty_like(final)
-    rows = max(1, _BAND_PIXELS // final.shape[1])
-    for top in range(0, final.shape[0], rows):
-        band = final[top:top + rows]
-        toned = apply_tone(band, tone)
-        if final.shape == image.shape:
-            changed = np.abs(band - image[top:top + rows]).max(axis=2) > 1.0 / 512.0
-            toned = np.where(changed[..., None], toned, band)
-        out[top:top + rows] = toned
-    return out

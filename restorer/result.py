@@ -7,6 +7,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from restorer.mount import PrintCrop
 from restorer.planner import Plan
 from restorer.runtime_record import record_of
 from restorer.stages.base import StageKind, TriageResult
@@ -41,7 +42,8 @@ class RestoreResult:
     names the learned stages Auto left out to keep within ``time_budget`` seconds on
     ``device`` (None until a learned stage could run); ``auto_notes`` says what Auto used
     instead of each learned stage and why. ``fallbacks`` says which stage could not be built
-    here and what ran instead (or that it was skipped).
+    here and what ran instead (or that it was skipped). ``crop`` is the crop to the print
+    when it was asked for (``image`` is then cut to its box; None: not asked).
     """
 
     input: np.ndarray
@@ -60,6 +62,7 @@ class RestoreResult:
     time_budget: float | None = None
     device: str | None = None
     fallbacks: tuple[str, ...] = ()
+    crop: PrintCrop | None = None
 
     @property
     def inpainted(self) -> bool:
@@ -71,6 +74,21 @@ class RestoreResult:
         """True when a colourisation stage gave the photo colours (a grey input's output is
         then written in colour)."""
         return any(r.kind == StageKind.COLOUR.value and r.info.get("changed") for r in self.stages)
+
+    @property
+    def colour_before_after(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The colourisation's own before/after, float32 (H, W, 3): the photo the last colour
+        stage was given (the repaired grey or sepia print, cut like ``image``) and the result;
+        None when no colour stage ran (colour is always the last stage of a plan)."""
+        current, before = self.input, None
+        for record in self.stages:
+            if record.kind == StageKind.COLOUR.value:
+                before = current
+            if record.image is not None:
+                current = record.image
+        if before is None:
+            return None
+        return (before if self.crop is None else self.crop.apply(before)), self.image
 
     @property
     def kind_masks(self) -> dict[str, np.ndarray]:
@@ -112,5 +130,6 @@ class RestoreResult:
             "runtime": {r.id: record_of(r.info) for r in self.stages
                         if record_of(r.info) is not None},
             "size": [int(self.image.shape[1]), int(self.image.shape[0])],
+            "crop_to_print": None if self.crop is None else self.crop.report(),
             "message": self.message,
         }

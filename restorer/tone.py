@@ -16,7 +16,7 @@ import numpy as np
 
 from restorer.ops import fit_long_side, luminance
 
-__all__ = ["Tone", "analyse_tone", "apply_tone"]
+__all__ = ["Tone", "analyse_tone", "apply_tone", "retone"]
 
 ToneKind = Literal["colour", "grayscale", "toned"]
 
@@ -99,3 +99,22 @@ def _curves(lightness: np.ndarray, a: np.ndarray, b: np.ndarray) -> tuple[np.nda
         means = np.interp(_centres(), _centres()[filled], means[filled])
         curves.append(means)
     return curves[0], curves[1]
+
+
+#: Rows per band in :func:`retone` hold about this many pixels (bounds its temporaries).
+_BAND_PIXELS = 1 << 20
+
+
+def retone(final: np.ndarray, image: np.ndarray, tone: Tone) -> np.ndarray:
+    """A new ``final`` with ``tone`` re-applied where it differs from ``image`` (everywhere when
+    the size changed: an upscaled photo is all new), one band of rows at a time."""
+    out = np.empty_like(final)
+    rows = max(1, _BAND_PIXELS // final.shape[1])
+    for top in range(0, final.shape[0], rows):
+        band = final[top:top + rows]
+        toned = apply_tone(band, tone)
+        if final.shape == image.shape:
+            changed = np.abs(band - image[top:top + rows]).max(axis=2) > 1.0 / 512.0
+            toned = np.where(changed[..., None], toned, band)
+        out[top:top + rows] = toned
+    return out

@@ -93,7 +93,9 @@ def test_named_endpoints_are_the_public_api(client):
     assert [p["parameter_name"] for p in api["named_endpoints"]["/detect"]["parameters"]] == [
         "photo", "detect_id", "sensitivity"]
     restore_params = [p["parameter_name"] for p in api["named_endpoints"]["/restore"]["parameters"]]
-    assert restore_params[-1] == "time_budget" and restore_params[:2] == ["photo", "mode"]
+    # New inputs come last, with defaults: older scripts' positional calls keep working.
+    assert restore_params[-3:] == ["time_budget", "colourise", "crop_to_print"]
+    assert restore_params[:2] == ["photo", "mode"]
     assert api["named_endpoints"]["/models"]["parameters"] == []
 
 
@@ -152,6 +154,40 @@ def test_restore_auto_inpaints_only_the_detected_cracks(client, cracked):
     assert (overlay[defects][:, 0].astype(int) > before[defects][:, 0]).mean() > 0.5  # red tint
     assert len(out["slider"]) == 2 and all(Image.open(p).size == (512, 512)
                                            for p in out["slider"])
+
+
+@pytest.mark.slow
+def test_auto_colourise_without_the_model_is_refused_in_one_line_with_the_reason(client, cracked):
+    """DDColor's manifest entry has no sha256 here: ticking Colourise gives the registry's
+    reason as the page's message, not a crash and not a silently grey result."""
+    with pytest.raises(AppError) as caught:
+        client.predict(handle_file(str(cracked[0])), "Auto", [], *DEFAULTS.values(), None,
+                       *FACE_DEFAULTS, 20.0, True, api_name="/restore")
+    message = str(caught.value)
+    assert message.startswith("Colourisation is unavailable: weights not usable here")
+    assert "weights lock" in message and "\n" not in message and "Traceback" not in message
+
+
+@pytest.mark.slow
+def test_crop_to_print_cuts_the_result_and_the_slider_to_the_print(client, tmp_path):
+    """The crop checkbox through the API (a keyword after the older inputs): the restored
+    photo and the whole run's before/after are the print; the mask stays the scan's."""
+    from skimage import data
+
+    from restorer.imaging import save_image
+    from restorer.synth_tone import mount
+
+    mounted = mount(data.astronaut().astype(np.float32) / 255.0, 0, max_angle=0.0)
+    photo = save_image(mounted.image, tmp_path / "mounted.png")
+    out = unpack(client.predict(handle_file(str(photo)), "Auto", [], *DEFAULTS.values(), None,
+                                crop_to_print=True, api_name="/restore"))
+    crop = out["report"]["crop_to_print"]
+    x0, y0, x1, y1 = crop["box"]
+    assert crop["cropped"] and max(abs(a - b) for a, b in zip(crop["box"], mounted.box)) <= 2
+    assert Image.open(out["restored"]).size == (x1 - x0, y1 - y0)
+    assert [Image.open(p).size for p in out["slider"]] == [(x1 - x0, y1 - y0)] * 2
+    assert Image.open(out["mask"]).size == (mounted.image.shape[1], mounted.image.shape[0])
+    assert "Cropped to the print" in out["note"]
 
 
 @pytest.mark.slow
@@ -277,7 +313,7 @@ def test_files_not_uploaded_through_the_app_are_refused(server, cracked):
 
     photo = {"path": str(cracked[0]), "orig_name": "cracked.png",
              "meta": {"_type": "gradio.FileData"}}
-    data = [photo, "Auto", [], *DEFAULTS.values(), None, *FACE_DEFAULTS, 20.0]  # + time budget
+    data = [photo, "Auto", [], *DEFAULTS.values(), None, *FACE_DEFAULTS, 20.0, False, False]
     with httpx.Client(base_url=server, timeout=60) as http:
         call = http.post("gradio_api/call/restore", json={"data": data})
         assert call.status_code == 200, call.text

@@ -74,6 +74,22 @@ def test_done_photos_are_skipped_only_with_same_bytes_and_settings(tmp_path):
     assert settings_hash({"a": 1, "b": [2]}) == settings_hash({"b": [2], "a": 1})
 
 
+def test_colourise_and_crop_to_print_change_the_settings_id_only_when_on():
+    """Both change the outputs, so a ledger must not skip photos done without them; off, the
+    id is the one earlier versions wrote (the hash holds no key for them)."""
+    from restorer.archive.command import settings_id
+    from restorer.jobs import JobSettings
+    from restorer.pipeline import Pipeline
+    from restorer.registry import default_registry
+
+    pipeline = Pipeline(default_registry())
+    ids = [settings_id(JobSettings(**flags), pipeline, False)
+           for flags in ({}, {"colourise": True}, {"crop_to_print": True},
+                         {"colourise": True, "crop_to_print": True})]
+    assert len(set(ids)) == 4
+    assert settings_id(JobSettings(colourise=False, crop_to_print=False), pipeline, False) == ids[0]
+
+
 def test_batch_without_ray_says_how_to_add_it(tmp_path):
     code = ("import sys\nsys.modules['ray'] = None  # as if Ray were not installed\n"
             "from restorer.cli import main\n"

@@ -177,3 +177,74 @@ def test_uploads_are_deleted_when_the_tab_closes(page, served, tmp_path):
     while list(cache.rglob(probe.name)) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not list(cache.rglob(probe.name)), "the upload outlived its tab"
+
+
+def _checkbox_block(page, label: str):
+    """The block of the checkbox named ``label`` (a checkbox has no block label of its own)."""
+    return page.locator(".block").filter(has=page.get_by_role("checkbox", name=label)).last
+
+
+def _chroma(png: bytes) -> float:
+    """Mean |R-G| + |G-B| of a PNG: 0 for a grey picture."""
+    import numpy as np
+
+    rgb = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+    return float((abs(rgb[..., 0] - rgb[..., 1]) + abs(rgb[..., 1] - rgb[..., 2])).mean())
+
+
+def test_colourise_is_unavailable_with_its_reason_and_hidden_in_manual(page, server, tmp_path):
+    """This server has no verified DDColor file: the Auto checkbox says why; ticking it gives
+    the reason as the page's message; in Manual the checkbox is hidden (Manual ticks colour)."""
+    from playwright.sync_api import expect
+
+    photo, _ = save_cracked_photo(tmp_path)
+    page.goto(server)
+    box = _checkbox_block(page, "Colourise (black-and-white / sepia prints)")
+    expect(box).to_contain_text("Unavailable: weights not usable here")
+    old_photo = _block(page, "Old photo")
+    old_photo.locator("input[type=file]").set_input_files(str(photo))
+    expect(old_photo.locator("img").first).to_have_attribute("src", re.compile(r".+"))
+    box.get_by_role("checkbox").check()
+    page.get_by_role("button", name="Restore", exact=True).click()
+    expect(page.locator(".toast-body")).to_contain_text("Colourisation is unavailable")
+    page.get_by_label("Manual").check()
+    expect(box).to_be_hidden()
+
+
+@pytest.fixture(scope="module")
+def colour_server(tmp_path_factory, standin_files):
+    """The page over a pipeline with a verified stand-in DDColor (random weights)."""
+    from test_colour_ddcolor import page_pipeline
+
+    with serve(tmp_path_factory.mktemp("gradio-cache-colour"),
+               pipeline=page_pipeline(standin_files.path("ddcolor_paper_tiny"))) as url:
+        yield url
+
+
+@pytest.mark.slow
+def test_colourised_run_shows_the_colour_stages_own_before_after(page, colour_server, tmp_path):
+    from playwright.sync_api import expect
+    from test_colour_ddcolor import grey_print
+
+    from restorer.imaging import save_image
+
+    photo = save_image(grey_print(96, 128), tmp_path / "grey.png")
+    page.goto(colour_server)
+    colour = _block(page, "Colourisation only")
+    expect(colour).to_be_hidden()                                  # until a colour stage runs
+    box = _checkbox_block(page, "Colourise (black-and-white / sepia prints)")
+    expect(box).to_contain_text("Auto: ends with DDColor colourisation")
+    old_photo = _block(page, "Old photo")
+    old_photo.locator("input[type=file]").set_input_files(str(photo))
+    expect(old_photo.locator("img").first).to_have_attribute("src", re.compile(r".+"))
+    box.get_by_role("checkbox").check()
+    page.get_by_role("button", name="Restore", exact=True).click()
+    images = colour.locator("img")
+    expect(images).to_have_count(2, timeout=TIMEOUT_MS * 3)
+    before, after = (page.request.get(img.get_attribute("src")).body() for img in images.all())
+    assert _chroma(before) < 1.0 < 5.0 < _chroma(after)           # grey, then in colour
+    expect(page.get_by_text("Colourised: the colourisation's own before/after")).to_be_visible()
+    box.get_by_role("checkbox").uncheck()                           # a plain run hides it again
+    page.get_by_role("button", name="Restore", exact=True).click()
+    expect(colour).to_be_hidden(timeout=TIMEOUT_MS * 3)
+    expect(page.locator(".toast-body")).to_have_count(0)

@@ -94,3 +94,36 @@ def test_batch_folder(photos, tmp_path, capsys):
     assert sorted(p.name for p in outbox.iterdir()) == ["chelsea.png", "coffee.png"]
     assert sorted(p.name for p in (tmp_path / "rep").iterdir()) == ["chelsea.json", "coffee.json"]
     assert "broken.png" in capsys.readouterr().err
+
+
+def test_crop_to_print_flag_cuts_photo_and_mask_to_the_print_and_reports_it(photos, tmp_path,
+                                                                            capsys):
+    from restorer.cli import build_parser
+    from restorer.synth_tone import mount
+
+    parse = build_parser().parse_args
+    assert parse(["restore", "a.png", "-o", "b.png"]).crop_to_print is False
+    assert parse(["restore", "a.png", "-o", "b.png", "--crop-to-print"]).crop_to_print is True
+    mounted = mount(synth.damage(photos["astronaut"], np.random.default_rng(2)).image, 1,
+                    max_angle=0.0)
+    src = save_image(mounted.image, tmp_path / "mounted.png")
+    original = src.read_bytes()
+    out, mask, report = tmp_path / "out.png", tmp_path / "mask.png", tmp_path / "r.json"
+    assert main(["restore", str(src), "-o", str(out), "--mask-out", str(mask), "--report",
+                 str(report), "--mode", "manual", "--stages", "detect:morph,inpaint:telea",
+                 "--crop-to-print"]) == 0
+    crop = json.loads(report.read_text())["crop_to_print"]
+    assert crop["cropped"] is True
+    assert max(abs(a - b) for a, b in zip(crop["box"], mounted.box)) <= 2
+    x0, y0, x1, y1 = crop["box"]
+    assert Image.open(out).size == Image.open(mask).size == (x1 - x0, y1 - y0)
+    assert (np.asarray(Image.open(mask)) == 255).any()               # the cracks, cut likewise
+    assert f"cropped to the print: {x1 - x0} x {y1 - y0} px" in capsys.readouterr().out
+    assert src.read_bytes() == original                                # the scan is kept whole
+
+    plain = save_image(photos["coffee"], tmp_path / "coffee.png")
+    assert main(["restore", str(plain), "-o", str(out), "--report", str(report), "--mode",
+                 "manual", "--stages", "detect:morph", "--crop-to-print"]) == 0
+    assert json.loads(report.read_text())["crop_to_print"]["cropped"] is False
+    assert Image.open(out).size == Image.open(plain).size
+    assert "no mount or scanner bed found round the print: not cropped" in capsys.readouterr().out

@@ -218,10 +218,69 @@ def test_pipeline_keeps_grey_grey_and_sepia_sepia_unless_colourisation_is_asked(
         result = pipeline.run(image, options=options)
         assert "colour.ddcolor" not in result.plan.ids and not result.colourised
         assert np.abs(result.image - image).max() < 1e-6      # untouched: grey stays grey, sepia sepia
+        assert result.colour_before_after is None
     result = pipeline.run(grey, options=options, colourise=True)
     assert result.plan.ids[-1] == "colour.ddcolor" and result.colourised
     assert chroma(result.image).mean() > 5.0                   # the pipeline did not re-tone it grey
     assert np.abs(lightness(result.image) - lightness(grey)).mean() < 0.5
+    before, after = result.colour_before_after                 # the colour stage's own pair
+    assert before is grey and after is result.image            # nothing to repair: given the input
+
+
+class SmallColour(Pipeline):
+    """A pipeline whose colour stage works at 256 px (the page sends no stage options)."""
+
+    def run(self, image, plan=None, **kwargs):
+        return super().run(image, plan, options={"colour.ddcolor": {"working_size": 256}}, **kwargs)
+
+
+def page_pipeline(ddcolor_file: Path) -> SmallColour:
+    """A pipeline with the stand-in DDColor verified, as the page's would be (also used by
+    test_browser.py)."""
+    registry = default_registry(weight_check=lambda w: w == WEIGHT_ID, weight_path=lambda w: ddcolor_file,
+                                device="cpu")
+    return SmallColour(registry, triage_id="triage.heuristic",
+                       auto=AutoMethods(deblur=None, colour="colour.ddcolor"))
+
+
+@pytest.mark.slow
+def test_the_page_shows_the_colour_stages_before_after_in_auto_and_after_repairs(
+    tmp_path: Path, ddcolor_file: Path
+) -> None:
+    """The page's Auto colourise checkbox runs the colour stage last; its own before/after
+    (the repaired grey print, then colour) goes to the page besides the whole run's, also when
+    Manual runs colour after a repair; off, a grey print stays grey and there is none."""
+    import app
+    from restorer.imaging import save_image
+
+    actions = app.PageActions(page_pipeline(ddcolor_file), app.AppSettings())
+    photo = save_image(grey_print(96, 128), tmp_path / "grey.png")
+    quiet_page = lambda *args, **kwargs: None  # noqa: E731
+    manual = ("detect.morph", 0.5, "inpaint.telea", "deblur.rl", None, "face.gfpgan", 0.7, "all", 64, 1)
+
+    def restore(mode: str, kinds: list[str], colourise: bool) -> tuple:
+        return actions.restore(str(photo), mode, kinds, *manual, None, colourise, False,
+                               progress=quiet_page)
+
+    off = restore("Auto", [], False)
+    assert off[-1] is None and chroma(off[5].astype(np.float32) / 255).max() < 1.0
+    on = restore("Auto", [], True)
+    report, (before, after), (whole_before, whole_after) = on[7], on[-1], on[2]
+    assert report["plan"][-1] == "colour.ddcolor"
+    assert chroma(before.astype(np.float32) / 255).max() < 1.0          # the grey print
+    assert chroma(after.astype(np.float32) / 255).mean() > 5.0          # in colour
+    assert np.array_equal(after, on[5]) and np.array_equal(whole_after, on[5])
+    assert np.array_equal(whole_before, before)                          # nothing was repaired
+    assert "Colourised" in on[0]
+
+    save_image(cv2.GaussianBlur(grey_print(96, 128), (0, 0), 1.5), photo)   # now deblur acts
+    repaired = restore("Manual", ["deblur", "colour"], False)
+    stages = [s["id"] for s in repaired[7]["stages"]]
+    assert stages[-2:] == ["deblur.rl", "colour.ddcolor"]
+    before = repaired[-1][0]
+    assert np.abs(before.astype(int) - repaired[2][0]).max() > 10        # the deblurred print,
+    assert chroma(before.astype(np.float32) / 255).max() < 1.0           # still grey, not the input
+    assert chroma(repaired[-1][1].astype(np.float32) / 255).mean() > 5.0
 
 
 @pytest.mark.slow

@@ -82,3 +82,55 @@ def test_the_overlay_colours_each_kind_of_damage_and_the_note_names_them() -> No
     assert np.array_equal(overlay[~result.mask], damaged[~result.mask])
     note = result_note(result)
     assert "red = cracks and scratches" in note and "yellow = spots, foxing, dust" in note
+
+
+def test_auto_colourise_gives_the_registrys_reason_when_the_stage_cannot_run() -> None:
+    """The published DDColor entry has no sha256 here: the checkbox's line says why, ticking it
+    is refused in one line naming the fix, and leaving it off is no error."""
+    from restorer.page import auto_colourise, colourise_info
+    from restorer.service import ServiceConfig, build_pipeline
+
+    pipeline = build_pipeline(ServiceConfig(offline=True, device="cpu"))
+    reason = pipeline.registry.unavailable_reason("colour.ddcolor")
+    assert pipeline.auto.colour is None and reason and "weights lock" in reason
+    assert colourise_info(pipeline) == f"Unavailable: {reason}"
+    assert auto_colourise(pipeline, False) is False
+    with pytest.raises(RestorerError) as caught:
+        auto_colourise(pipeline, True)
+    assert str(caught.value) == f"Colourisation is unavailable: {reason}"
+    assert "\n" not in str(caught.value)
+
+
+def test_auto_colourise_is_on_when_the_stage_can_run() -> None:
+    from restorer.page import auto_colourise, colourise_info
+    from restorer.pipeline import Pipeline
+    from restorer.planner import AutoMethods
+
+    registry = default_registry(weight_check=lambda weight_id: True)   # files "present"
+    pipeline = Pipeline(registry, auto=AutoMethods(colour="colour.ddcolor"))
+    assert auto_colourise(pipeline, True) is True
+    assert colourise_info(pipeline).startswith("Auto: ends with DDColor colourisation")
+    # Present but not set up for Auto when the server started: say so, never crash.
+    late = Pipeline(registry)
+    with pytest.raises(RestorerError, match="restart the server"):
+        auto_colourise(late, True)
+
+
+def test_the_page_compares_like_with_like_after_a_crop_and_says_what_it_cut() -> None:
+    from skimage import data
+
+    from restorer.page import before_after, result_note
+    from restorer.pipeline import Pipeline
+    from restorer.synth_tone import mount
+
+    mounted = mount(data.astronaut().astype(np.float32) / 255.0, 1, max_angle=0.0)
+    pipeline = Pipeline(default_registry())
+    result = pipeline.run(mounted.image, crop_to_print=True)
+    before, after = before_after(result)
+    x0, y0, x1, y1 = result.crop.box
+    assert np.array_equal(before, mounted.image[y0:y1, x0:x1]) and after is result.image
+    assert f"Cropped to the print: {x1 - x0} x {y1 - y0} px" in result_note(result)
+    assert result.colour_before_after is None                    # no colour stage ran
+    plain = pipeline.run(mounted.image)
+    assert before_after(plain)[0] is mounted.image
+    assert "ropped" not in result_note(plain) and "Colourised" not in result_note(plain)

@@ -27,17 +27,19 @@ OUTPUT_FORMAT = "png"
 def settings_id(settings: JobSettings, pipeline: Pipeline, reports: bool) -> str:
     """The hash of everything that changes a batch's outputs: mode, stages and options, mask
     handling, depth and size limit, output format, the weight files' versions, restorer's
-    version."""
+    version, colourisation and the crop to the print (those two only when on, so that the
+    ledgers of earlier runs keep their ids)."""
     from restorer import __version__
 
     stages = None if settings.stages is None else [asdict(s) for s in settings.stages]
+    switches = {name: True for name in ("colourise", "crop_to_print") if getattr(settings, name)}
     return settings_hash({
         "stages": stages, "options": settings.options, "mask_mode": settings.mask_mode,
         "bits": settings.bits, "max_pixels": settings.limits.max_pixels,
         "format": OUTPUT_FORMAT, "reports": reports, "restorer": __version__,
         "weights": {i: pipeline._weight_versions.get(i) for i in sorted(pipeline._weight_versions)},
         "auto": asdict(pipeline.auto), "triage": pipeline.triage_id,
-        "time_budget": pipeline.time_budget,
+        "time_budget": pipeline.time_budget, **switches,
     })
 
 
