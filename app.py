@@ -29,8 +29,9 @@ from restorer.costs import COSTS, describe_expected  # noqa: E402
 from restorer.imaging import check_defect_mask, mask_to_image, to_uint8  # noqa: E402
 from restorer.model_status import ModelStatus, default_ids  # noqa: E402
 from restorer.page import (MODES, CacheJanitor, FaceChoice, SessionUploads,  # noqa: E402
-                           auto_colourise, before_after, editor_mask, manual_plan, mask_layer,
-                           parse_time_budget, result_note, result_overlay, rounded, upload_path)
+                           auto_colourise, before_after, editor_mask, label_values, manual_plan,
+                           mask_layer, parse_time_budget, result_note, result_overlay, rounded,
+                           upload_path)
 from restorer.pipeline import DEFAULT_TIME_BUDGET  # noqa: E402
 from restorer.service import (PixelGate, ServiceConfig, build_pipeline, build_store,  # noqa: E402
                               warm_up)
@@ -78,7 +79,7 @@ def _outputs(result: RestoreResult) -> tuple[Any, ...]:
     mask = result.mask
     if mask is None:
         mask = np.zeros(result.input.shape[:2], bool)  # the scan's, as the overlay and editor
-    labels = dict(result.triage.confidences) if result.triage else {}
+    labels = label_values(result.triage) if result.triage else {}
     order = list(result.timings)
     timings = gr.BarPlot(pd.DataFrame({"stage": order, "seconds": list(result.timings.values())}),
                          sort=order)

@@ -121,7 +121,8 @@ def results_panel(pipeline: Pipeline) -> tuple[list[Any], ColourOutputs]:
     timings, report (the editor is appended by the caller); and the colourisation's own."""
     triage_spec = pipeline.registry.spec(pipeline.triage_id)
     note = gr.Markdown(f"Triage: **{triage_spec.title}**: {triage_spec.description}")
-    labels = gr.Label(label="Damage found (triage)", num_top_classes=4)
+    labels = gr.Label(label="Damage labels: each its own confidence (Auto repairs those at 50 % "
+                            "or more)", show_heading=False)
     slider = gr.ImageSlider(label="Before (left) / after (right): drag to compare",
                             type="numpy", format="png")
     # The state is emptied at once by show_colour in a browser; an API client runs no

@@ -26,7 +26,7 @@ from restorer.stage_ids import COLOUR_DDCOLOR
 from restorer.stages.base import StageKind, StageSpec, TriageResult
 
 __all__ = ["KINDS", "MODES", "MODEL_COLUMNS", "CacheJanitor", "FaceChoice", "SessionUploads",
-           "auto_colourise", "before_after", "colour_unavailable", "colourise_info",
+           "auto_colourise", "before_after", "colour_unavailable", "colourise_info", "label_values",
            "damage_labels", "editor_mask", "example_files", "manual_plan", "mask_layer",
            "model_rows", "parse_time_budget", "result_note", "result_overlay", "rounded",
            "stage_choices", "upload_path", "LEGEND", "legend_parts", "legend_note"]
@@ -162,6 +162,13 @@ def damage_labels(triage: TriageResult) -> str:
     return f" (independent labels: {shown})"
 
 
+def label_values(triage: TriageResult) -> dict[str, float]:
+    """The page's damage-label bars: each measured damage label with its own confidence in
+    [0, 1] (independent: several may be high), or the four exclusive classes of a triage that
+    measures no labels."""
+    return dict(triage.labels) if triage.labels else dict(triage.confidences)
+
+
 def before_after(result: RestoreResult) -> tuple[np.ndarray, np.ndarray]:
     """The whole run's (before, after), float32 (H, W, 3): the input (cut to the print like
     the result when it was cropped) and the result."""
@@ -174,7 +181,7 @@ def result_note(result: RestoreResult) -> str:
     colourisation's before/after and the crop to the print."""
     mask = result.mask
     share = 0.0 if mask is None else float(mask.mean())
-    heading = (f"**Triage ({result.triage.method})**: {result.triage.label}"
+    heading = (f"**Triage ({result.triage.method})**: {result.triage.headline}"
                f"{damage_labels(result.triage)}. " if result.triage else "")
     used = "inpainted" if result.inpainted else "found, not inpainted"
     note = (f"{heading}Stages: {', '.join(result.plan.ids) or 'none'} "
