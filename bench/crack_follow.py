@@ -60,6 +60,15 @@ RULES: dict[str, CrackParams] = {
     "x0.7 at 0.5, hyst 1.0/2.5": CrackParams(low=1.0, high=2.5, scales=((1.0, 1.0), (0.5, 0.7))),
     "x0.5 at 0.5 and 0.25, hyst 1.0/2.5": CrackParams(
         low=1.0, high=2.5, scales=((1.0, 1.0), (0.5, 0.5), (0.25, 0.5))),
+    # "flips": each scale's probability averaged over the photo and its three flips.
+    "flips, x0.5 at 0.5, hyst 1.0/1.5": CrackParams(low=1.0, high=1.5, flips=True),
+    "flips, x0.5 at 0.5, hyst 0.8/1.5": CrackParams(low=0.8, high=1.5, flips=True),
+    "flips, x0.5 at 0.5, hyst 0.8/1.2": CrackParams(low=0.8, high=1.2, flips=True),
+    "flips, x0.5 at 0.5, hyst 0.7/1.5": CrackParams(low=0.7, high=1.5, flips=True),
+    "flips, x0.5 at 0.5, hyst 1.0/1.5, grow 1": CrackParams(low=1.0, high=1.5, grow=1.0,
+                                                           flips=True),
+    "flips, x0.7 at 0.5, hyst 0.8/1.5": CrackParams(low=0.8, high=1.5, flips=True,
+                                                    scales=((1.0, 1.0), (0.5, 0.7))),
 }
 
 
@@ -83,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         sample = synth_print.print_damage(clean, np.random.default_rng([args.seed, 7, index]),
                                           kinds=["crack"])
         samples.append((clean, sample.image, sample.mask,
-                        {s: crack_probability(model, sample.image, ((s, 1.0),))
-                         for s in {s for r in RULES.values() for s, _ in r.scales}}))
+                        {(s, f): crack_probability(model, sample.image, ((s, 1.0),), flips=f)
+                         for s, f in {(s, r.flips) for r in RULES.values() for s, _ in r.scales}}))
     truth_psnr = np.mean([ns_psnr(c, i, grow(t, 1)) for c, i, t, _ in samples])
     input_psnr = np.mean([ns_psnr(c, i, np.zeros_like(t)) for c, i, t, _ in samples])
     print(f"# Crack mask rules, {args.count} training photos, synth_print cracks, long side "
@@ -95,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, params in RULES.items():
         rates, psnrs = [], []
         for clean, image, truth, by_scale in samples:
-            probability = np.max([w * by_scale[s] for s, w in params.scales], axis=0)
+            probability = np.max([w * by_scale[s, params.flips] for s, w in params.scales], axis=0)
             mask = crack_mask(probability, image, threshold, params)
             rates.append(detection_rates(mask, truth))
             psnrs.append(ns_psnr(clean, image, mask))

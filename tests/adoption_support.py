@@ -1,15 +1,16 @@
 """Outputs of the project's own learned stages on seeded photos, as fingerprints.
 
 tests/test_adoption.py compares these fingerprints with the ones recorded from the stages before
-they ran through restorer.runtime (``adoption_fingerprints.json``: main at f896903, detect.print
-at eff4426): the adoption must not change what the stages compute. Everything is generated here
-by code (numpy and OpenCV drawing), on the CPU with one torch thread. A fingerprint is not a
-hash of the bytes: the last bits of a convolution depend on the CPU's vector instructions (two
-machines' answers differ by about 1e-7, which a hash of values rounded to 1e-4 still caught now
-and then: a new machine failed the face stage's), so an array is summarised by its shape and
-the mean and spread of each of 4 x 4 blocks per channel, compared to 2e-4 (:func:`matches`).
-Only public constructors and ``run`` are used, so the same code ran on the old and the new
-stages. Run as a script to print the fingerprints of the code on ``PYTHONPATH`` as JSON.
+they ran through restorer.runtime (``adoption_fingerprints.json``: main at f896903; detect.print
+re-recorded when its cracks were averaged over flips): the adoption must not change what the
+stages compute. Everything is generated here by code (numpy and OpenCV drawing), on the CPU with
+one torch thread. A fingerprint is not a hash of the bytes: the last bits of a convolution
+depend on the CPU's vector instructions (two machines' answers differ by about 1e-7, which a
+hash of values rounded to 1e-4 still caught now and then: a new machine failed the face
+stage's), so an array is summarised by its shape and the mean and spread of each of 4 x 4 blocks
+per channel, compared to 2e-4 (:func:`matches`). Only public constructors and ``run`` are used,
+so the same code ran on the old and the new stages. Run as a script to print the fingerprints of
+the code on ``PYTHONPATH`` as JSON.
 """
 
 from __future__ import annotations

@@ -4,8 +4,9 @@ The fingerprints in ``adoption_fingerprints.json`` were recorded by ``python
 tests/adoption_support.py`` with the code of main at f896903 on ``PYTHONPATH``, before
 detect.segnet, detect.print, detect.learned, triage.net, inpaint.gan and face.gfpgan were moved
 onto restorer.runtime.ModelRuntime (CPU, one torch thread, seeded generated photos; face with
-seeded stand-in weights); detect.print's with main at eff4426, whose spot detector has the ring
-test. triage.net's then ran on TensorFlow; it now runs in torch (the same fingerprint). Arrays
+seeded stand-in weights); detect.print's with the code of issue 26's flip-averaged cracks
+(eff4426's spot ring test, and its cracks averaged over the photo's flips: a change of
+behaviour, measured in docs/damage.md). triage.net's then ran on TensorFlow; it now runs in torch (the same fingerprint). Arrays
 are compared block by block to 2e-4 (adoption_support explains why not a hash). A changed
 fingerprint means a stage's output changed: find out why before re-recording it.
 """

@@ -180,7 +180,9 @@ def test_stage_gives_per_kind_masks_that_make_up_the_mask(photos, detector):
     assert set(out.masks) == set(KINDS)
     assert np.array_equal(np.logical_or.reduce(list(out.masks.values())), out.mask)
     assert not out.masks["crease"].any() and not out.masks["hole"].any()  # off by default
-    assert _found(out.masks["crack"], sample.masks["crack"]) > 0.12
+    # Measured 0.12 with the cracks averaged over flips (0.19 without: on this small photo the
+    # average drops marginal stretches, and its false alarms fall from 0.21 % to 0.05 %).
+    assert _found(out.masks["crack"], sample.masks["crack"]) > 0.1
     assert 0.0 < out.info["defect_fraction"] < 0.3
 
 

@@ -37,7 +37,7 @@ Scales = tuple[tuple[float, float], ...]
 
 
 def crack_probability(model: Any, image: np.ndarray, scales: Scales = ((1.0, 1.0),), *,
-                      runs: list[Any] | None = None) -> np.ndarray:
+                      flips: bool = False, runs: list[Any] | None = None) -> np.ndarray:
     """Float32 (H, W) [0, 1]: the most of weight x the SegNet ``model``'s probability over the
     (scale, weight) pairs ``scales``.
 
@@ -45,8 +45,9 @@ def crack_probability(model: Any, image: np.ndarray, scales: Scales = ((1.0, 1.0
     downscaled by 2, so the photo is analysed at each scale (area-downscaled, probability
     scaled back bilinearly); a coarse scale's weight below 1 keeps its texture false alarms
     down. ``image`` float32 (H, W, 3) [0, 1]. ``model``: the SegNet's runtime
-    (:func:`~restorer.stages.detect_learned.segnet_runtime`) or the bare SegNet; each pass's
-    RunInfo is appended to ``runs`` when given.
+    (:func:`~restorer.stages.detect_learned.segnet_runtime`) or the bare SegNet; ``flips``:
+    each scale's probability is the mean over the photo and its three flips (four passes);
+    each pass's RunInfo is appended to ``runs`` when given.
     """
     import cv2
 
@@ -60,7 +61,7 @@ def crack_probability(model: Any, image: np.ndarray, scales: Scales = ((1.0, 1.0
             size = (max(8, round(width * scale)), max(8, round(height * scale)))
             small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
         probability = segnet_probability(model, np.ascontiguousarray(small, np.float32),
-                                         runs=runs)
+                                         flips=flips, runs=runs)
         if scale < 1.0:
             probability = cv2.resize(probability, (width, height), interpolation=cv2.INTER_LINEAR)
         np.maximum(best, weight * probability, out=best)
@@ -75,7 +76,8 @@ class CrackParams:
     ``high`` x threshold (``plain``: one threshold, ``high``). ``ridge`` > 0 adds that much of
     the probability's ridge response (Sato, 1 to 3 px) before the hysteresis, bridging gaps
     along a line; the mask is then grown by ``grow`` px (the soft edge). ``scales`` are the
-    (scale, weight) pairs of :func:`crack_probability`.
+    (scale, weight) pairs of :func:`crack_probability`, ``flips`` whether each is averaged over
+    the photo's flips.
     """
 
     low: float = 1.0
@@ -84,6 +86,7 @@ class CrackParams:
     grow: float = 0.0
     plain: bool = False
     scales: Scales = ((1.0, 1.0), (0.5, 0.5))
+    flips: bool = True
 
 
 def crack_mask(probability: np.ndarray, image: np.ndarray, threshold: float,
@@ -142,8 +145,9 @@ def detect_print_damage(image: np.ndarray, model: Any, threshold: float, *,
     small = np.ascontiguousarray(small)
     outside = ~find_print(small).mask
     detectors = {
-        "crack": lambda: crack_mask(crack_probability(model, small, crack.scales, runs=runs), small,
-                                    threshold, crack),
+        "crack": lambda: crack_mask(crack_probability(model, small, crack.scales,
+                                                      flips=crack.flips, runs=runs),
+                                    small, threshold, crack),
         "spot": lambda: spot_mask(small, kinds), "crease": lambda: crease_mask(small, kinds),
         "hole": lambda: hole_mask(small, kinds, outside)}
     owner = np.zeros(small.shape[:2], np.int8)
