@@ -148,7 +148,8 @@ def _load_weights(model: CompactTriage, weights: Any) -> None:
             suffix = f"_{index}" if index else ""
             depthwise, pointwise = convs[1 + 2 * index], convs[2 + 2 * index]
             base = f"{inner}/separable_conv2d{suffix}/vars"
-            # Keras: depthwise (3, 3, C, 1), pointwise (1, 1, C, O); torch: (C, 1, 3, 3), (O, C, 1, 1)
+            # Keras: depthwise (3, 3, C, 1), pointwise (1, 1, C, O);
+            # torch: (C, 1, 3, 3), (O, C, 1, 1).
             depthwise.weight.copy_(_tensor(weights, f"{base}/0").permute(2, 3, 0, 1))
             pointwise.weight.copy_(_tensor(weights, f"{base}/1").permute(3, 2, 0, 1))
         for index, norm in enumerate(norms):

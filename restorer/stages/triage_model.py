@@ -13,6 +13,7 @@ p(blur), p(crack). Keras comes from :mod:`restorer.backends`.
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -118,8 +119,8 @@ class TriageModel:
     """The triage network of a ``.keras`` file, ready to score views.
 
     ``device`` and ``precision``: where the torch network runs (a Keras-only architecture runs
-    on the CPU in fp32). :attr:`parameters` counts its weights as Keras does; :meth:`record` is how its calls
-    ran, for the stage's report.
+    on the CPU in fp32, one call at a time). :attr:`parameters` counts its weights as Keras
+    does; :meth:`record` is how its calls ran, for the stage's report.
     """
 
     def __init__(self, path: Path, *, device: str = "auto", precision: str = "auto") -> None:
@@ -127,6 +128,7 @@ class TriageModel:
 
         self.runtime: ModelRuntime | None = None
         self._keras: Callable[[np.ndarray], np.ndarray] | None = None
+        self._keras_lock = threading.Lock()  # Keras models are not known to be thread-safe
         try:
             network = read_keras_compact(path)
         except ValueError as exc:  # another architecture: Keras runs it
@@ -156,7 +158,8 @@ class TriageModel:
         collects how the torch network ran."""
         if self.runtime is None:
             assert self._keras is not None
-            return self._keras(views)
+            with self._keras_lock:
+                return self._keras(views)
 
         def step(model: Any, device: torch.device) -> np.ndarray:
             import torch

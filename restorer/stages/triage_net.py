@@ -1,4 +1,4 @@
-"""Trained triage: a small network (trained with Keras) labels the damage (blur and cracks) of a photo.
+"""Trained triage: a small network (trained with Keras) labels a photo's blur and cracks.
 
 A photo of any size is judged from views that keep both kinds of evidence
 (:func:`triage_views`): crops of ``VIEW_SIZE`` px that tile the whole of a working copy whose
