@@ -39,6 +39,16 @@ from restorer.train.triage import (LABELS, chunk_seeds, fit_logistic, make_pool,
                                    make_set, pick_views, save_fusion, use_keras_backend)
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a fresh interpreter from the repository; fails the test unless it exits 0."""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
+
+
 #: Measured with the shipped triage (network fused with detect.segnet and the blur measures) on
 #: these 48 photos (12 per class), judging the whole tiling (2026-12-03, blur also over the
 #: widest edge orientation; the same since the detector is averaged over flips and the blur
@@ -257,9 +267,7 @@ def test_tensorflow_and_torch_share_one_process():
         "y = tv.transforms.functional.hflip(torch.arange(4.0).reshape(1, 2, 2))\n"
         "print(float(x.sum()), len(p), float(y[0, 0, 0]))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-2000:]
+    done = _python(code)
     assert done.stdout.split() == ["8.0", "2", "1.0"]
 
 
@@ -289,9 +297,7 @@ def test_a_network_trained_on_keras_torch_backend_runs_in_the_stage_loader(tmp_p
         f"np.save({str(tmp_path / 'x.npy')!r}, x)\n"
         f"np.save({str(tmp_path / 'y.npy')!r}, keras.ops.convert_to_numpy(model(x)))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-2000:]
+    _python(code)
     model = load_triage_model(tmp_path / "net.keras")
     answers = run_triage_model(model, np.load(tmp_path / "x.npy"))
     assert np.allclose(answers, np.load(tmp_path / "y.npy"), atol=1e-5)
@@ -329,9 +335,7 @@ def _tensorflow_answers(tmp_path: Path) -> np.ndarray:
         f"views = np.load({str(tmp_path / 'views.npy')!r})\n"
         f"np.save({str(out)!r}, keras().ops.convert_to_numpy(model(views, training=False)))\n"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-2000:]
+    _python(code)
     return np.load(out)
 
 
